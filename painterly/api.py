@@ -1,0 +1,196 @@
+"""Python API: ``stylize``, ``reconstruct``, ``texture`` (PIL images out) and ``run`` (everything out)."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import PIL
+import PIL.Image
+import torch
+import torchvision
+from torch import Tensor
+
+from painterly import __version__
+from painterly.backbone import IMAGENET_MEAN, FeatureExtractor, load_backbone
+from painterly.config import RunConfig, build_config
+from painterly.errors import ExitCode, PainterlyError
+from painterly.images import ImageSource, fit_size, load_image, resize, split_alpha, to_pil, to_tensor
+from painterly.objective import Objective
+from painterly.optimize import PixelOptimizer, Progress
+
+Callback = Callable[[Progress], None]
+
+
+@dataclass
+class Result:
+    """What a run produced. ``image`` carries ``metadata`` in ``image.info["painterly"]`` too."""
+
+    image: PIL.Image.Image
+    metadata: dict
+    history: list[dict] = field(default_factory=list)  # one record per iteration
+    interrupted: bool = False
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[name]:
+        raise PainterlyError(f"device {name!r} is not available on this machine (use --device auto or cpu)")
+    return torch.device(name)
+
+
+def backbone_for(cfg: RunConfig, device: torch.device) -> FeatureExtractor:
+    layers = set(cfg.content_layers) | {name for name, _ in cfg.style_layers}
+    return load_backbone(cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, layers, device)
+
+
+def _sizes(cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Image | None) -> tuple:
+    """(output W, H), (style W, H). Texture: an int size is the long side with the style's aspect."""
+    if content is not None:
+        out = fit_size(*content.size, cfg.size)
+    elif isinstance(cfg.size, tuple):
+        out = cfg.size
+    else:
+        out = fit_size(*style.size, cfg.size)
+    style_size = fit_size(*style.size, max(1, round(cfg.style_scale * max(out)))) if style is not None else None
+    return out, style_size
+
+
+def _initial_image(cfg: RunConfig, content: Tensor | None, style: Tensor | None, shape: tuple) -> Tensor:
+    """content | noise | style image, optionally blended: ratio·noise + (1-ratio)·image. RGB [0, 1]."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    noise = mean + cfg.noise_amplitude * (2 * torch.rand(shape, generator=g) - 1)
+    base = {"content": content, "style": style, "noise": None}[cfg.init]
+    if base is None:
+        return noise
+    base = base.cpu()
+    if base.shape != noise.shape:  # the style image, at the output size
+        base = torch.nn.functional.interpolate(base, size=shape[-2:], mode="bilinear", align_corners=False)
+    return cfg.init_noise_ratio * noise + (1 - cfg.init_noise_ratio) * base
+
+
+def run(
+    cfg: RunConfig,
+    content: ImageSource | None = None,
+    style: ImageSource | None = None,
+    *,
+    callbacks: Iterable[Callback] = (),
+    extractor: FeatureExtractor | None = None,
+) -> Result:
+    """Run ``cfg.mode`` and return the best image found. Ctrl-C returns the best so far (``interrupted``)."""
+    t0 = time.perf_counter()
+    content_im, alpha = split_alpha(load_image(content)) if content is not None else (None, None)
+    style_im = split_alpha(load_image(style))[0] if style is not None else None
+    if cfg.mode != "texture" and content_im is None:
+        raise PainterlyError(f"{cfg.mode} needs a content image")
+    if cfg.mode != "reconstruct" and style_im is None:
+        raise PainterlyError(f"{cfg.mode} needs a style image")
+    device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
+    out_size, style_size = _sizes(cfg, content_im, style_im)
+    try:
+        extractor = extractor or backbone_for(cfg, device)
+        content_t = to_tensor(resize(content_im, out_size), device) if content_im is not None else None
+        style_t = to_tensor(resize(style_im, style_size), device) if style_im is not None else None
+        objective = Objective(
+            extractor,
+            cfg,
+            content_t if cfg.mode != "texture" else None,
+            style_t if cfg.mode != "reconstruct" else None,
+        )
+        init = _initial_image(cfg, content_t, style_t, (1, 3, out_size[1], out_size[0])).to(device)
+        pixels = extractor.pixels
+        opt = PixelOptimizer(
+            objective,
+            pixels.to_net(init),
+            lambda v: pixels.from_net(v.detach()).clamp(0, 1),
+            cfg.optimizer,
+            cfg.lr,
+            cfg.iterations,
+            cfg.tol,
+        )
+        setup = time.perf_counter() - t0
+        interrupted = False
+        try:
+            for progress in opt.steps():
+                for callback in callbacks:
+                    callback(progress)
+        except KeyboardInterrupt:
+            if opt.best is None:
+                raise
+            interrupted = True
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise PainterlyError(
+            f"out of memory at {out_size[0]}x{out_size[1]} on {device}: try a smaller --size", ExitCode.RUNTIME
+        ) from exc
+    except RuntimeError as exc:
+        if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
+            raise
+        raise PainterlyError(f"out of memory at {out_size[0]}x{out_size[1]} on {device}", ExitCode.RUNTIME) from exc
+    image = to_pil(opt.best_image())
+    if alpha is not None:
+        image.putalpha(resize(alpha, image.size))
+    metadata = _metadata(cfg, extractor, device, content, style, opt, setup, time.perf_counter() - t0, interrupted)
+    image.info["painterly"] = metadata
+    return Result(image, metadata, opt.history, interrupted)
+
+
+def _describe(source: ImageSource | None) -> str | None:
+    if source is None or isinstance(source, str):
+        return source
+    return str(source) if not isinstance(source, PIL.Image.Image | Tensor) else f"<{type(source).__name__}>"
+
+
+def _metadata(cfg, extractor, device, content, style, opt, setup, total, interrupted) -> dict:  # noqa: ANN001
+    last = opt.history[-1] if opt.history else {}
+    return {
+        "painterly": __version__,
+        "mode": cfg.mode,
+        "inputs": {"content": _describe(content), "style": _describe(style)},
+        "options": asdict(cfg),
+        "backbone": extractor.description,
+        "seed": cfg.seed,
+        "device": str(device),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "pillow": PIL.__version__,
+        },
+        "timings": {
+            "setup_s": round(setup, 3),
+            "optimize_s": round(last.get("elapsed", 0.0), 3),
+            "total_s": round(total, 3),
+            "per_iteration_s": round(last.get("elapsed", 0.0) / max(1, len(opt.history)), 4),
+        },
+        "iterations_run": len(opt.history),
+        "interrupted": interrupted,
+        "final_losses": {k: v for k, v in last.items() if k not in ("iteration", "elapsed")},
+        "best_loss": opt.best_loss,
+    }
+
+
+def stylize(
+    content: ImageSource, style: ImageSource, *, callbacks: Iterable[Callback] = (), **options
+) -> PIL.Image.Image:
+    """Paint ``content`` in the style of ``style``. Options: RunConfig fields, e.g. ``preset="gatys"``."""
+    return run(build_config("stylize", options), content, style, callbacks=callbacks).image
+
+
+def reconstruct(image: ImageSource, *, callbacks: Iterable[Callback] = (), **options) -> PIL.Image.Image:
+    """Recreate ``image`` from noise using only one layer's features (``content_layers=("relu4_2",)``)."""
+    return run(build_config("reconstruct", options), image, None, callbacks=callbacks).image
+
+
+def texture(style: ImageSource, *, callbacks: Iterable[Callback] = (), **options) -> PIL.Image.Image:
+    """Synthesise a texture from ``style``'s Gram matrices alone, starting from noise."""
+    return run(build_config("texture", options), None, style, callbacks=callbacks).image
