@@ -174,6 +174,7 @@ def _metadata(cfg, extractor, device, content, style, opt, setup, total, interru
         },
         "iterations_run": len(opt.history),
         "interrupted": interrupted,
+        "initial_loss": opt.history[0]["total"] if opt.history else None,
         "final_losses": {k: v for k, v in last.items() if k not in ("iteration", "elapsed")},
         "best_loss": opt.best_loss,
     }
