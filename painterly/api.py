@@ -16,8 +16,9 @@ from torch import Tensor
 from painterly import __version__
 from painterly.backbone import IMAGENET_MEAN, FeatureExtractor, load_backbone
 from painterly.config import RunConfig, build_config
+from painterly.control import Sources, as_list, at_size, finish, load_inputs
 from painterly.errors import ExitCode, PainterlyError
-from painterly.images import ImageSource, fit_size, load_image, resize, split_alpha, to_pil, to_tensor
+from painterly.images import ImageSource, fit_size, resize, to_pil
 from painterly.objective import Objective
 from painterly.optimize import PixelOptimizer, Progress
 
@@ -82,37 +83,45 @@ def _initial_image(cfg: RunConfig, content: Tensor | None, style: Tensor | None,
 def run(
     cfg: RunConfig,
     content: ImageSource | None = None,
-    style: ImageSource | None = None,
+    style: Sources = None,
     *,
+    mask: Sources = None,
     callbacks: Iterable[Callback] = (),
     extractor: FeatureExtractor | None = None,
 ) -> Result:
-    """Run ``cfg.mode`` and return the best image found. Ctrl-C returns the best so far (``interrupted``)."""
+    """Run ``cfg.mode`` and return the best image found. Ctrl-C returns the best so far (``interrupted``).
+
+    ``style`` may be several images (mixed by ``cfg.style_blend``); ``mask``: one image, or one per style,
+    white where the result is stylised (see ``control.py``)."""
     t0 = time.perf_counter()
-    content_im, alpha = split_alpha(load_image(content)) if content is not None else (None, None)
-    style_im = split_alpha(load_image(style))[0] if style is not None else None
+    inputs = load_inputs(cfg, content, style, mask)
+    content_im, alpha = inputs.content, inputs.alpha
+    style_im = inputs.styles[0] if inputs.styles else None
     if cfg.mode != "texture" and content_im is None:
         raise PainterlyError(f"{cfg.mode} needs a content image")
     if cfg.mode != "reconstruct" and style_im is None:
         raise PainterlyError(f"{cfg.mode} needs a style image")
     device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
     out_size, style_size = _sizes(cfg, content_im, style_im)
+    style_sizes = [_sizes(cfg, content_im, s)[1] for s in inputs.styles]
     try:
         extractor = extractor or backbone_for(cfg, device)
-        content_t = to_tensor(resize(content_im, out_size), device) if content_im is not None else None
-        style_t = to_tensor(resize(style_im, style_size), device) if style_im is not None else None
+        scaled = at_size(inputs, cfg, out_size, style_sizes, device)
+        content_t, style_t = scaled.content, (scaled.styles[0] if scaled.styles else None)
         objective = Objective(
             extractor,
             cfg,
             content_t if cfg.mode != "texture" else None,
-            style_t if cfg.mode != "reconstruct" else None,
+            scaled.styles if cfg.mode != "reconstruct" else None,
+            blend=inputs.blend,
+            masks=scaled.masks,
         )
         init = _initial_image(cfg, content_t, style_t, (1, 3, out_size[1], out_size[0])).to(device)
         pixels = extractor.pixels
         opt = PixelOptimizer(
             objective,
             pixels.to_net(init),
-            lambda v: pixels.from_net(v.detach()).clamp(0, 1),
+            lambda v: finish(objective.image(v), scaled, cfg),
             cfg.optimizer,
             cfg.lr,
             cfg.iterations,
@@ -140,6 +149,9 @@ def run(
     if alpha is not None:
         image.putalpha(resize(alpha, image.size))
     metadata = _metadata(cfg, extractor, device, content, style, opt, setup, time.perf_counter() - t0, interrupted)
+    if len(as_list(style)) > 1 or mask is not None:
+        styles, masks = as_list(style), as_list(mask)
+        metadata["inputs"].update(style=[_describe(s) for s in styles], mask=[_describe(m) for m in masks])
     image.info["painterly"] = metadata
     return Result(image, metadata, opt.history, interrupted)
 
@@ -181,10 +193,12 @@ def _metadata(cfg, extractor, device, content, style, opt, setup, total, interru
 
 
 def stylize(
-    content: ImageSource, style: ImageSource, *, callbacks: Iterable[Callback] = (), **options
+    content: ImageSource, style: Sources, *, mask: Sources = None, callbacks: Iterable[Callback] = (), **options
 ) -> PIL.Image.Image:
-    """Paint ``content`` in the style of ``style``. Options: RunConfig fields, e.g. ``preset="gatys"``."""
-    return run(build_config("stylize", options), content, style, callbacks=callbacks).image
+    """Paint ``content`` in the style of ``style`` (one image or several). Options: RunConfig fields, e.g.
+    ``preset="gatys"``, ``style_blend=(0.7, 0.3)``, ``preserve_color="luminance"``, ``strength=0.7``,
+    ``style_loss="wasserstein"``. ``mask``: one image, or one per style; white = stylise, black = keep."""
+    return run(build_config("stylize", options), content, style, mask=mask, callbacks=callbacks).image
 
 
 def reconstruct(image: ImageSource, *, callbacks: Iterable[Callback] = (), **options) -> PIL.Image.Image:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -23,6 +24,8 @@ TVLoss = Literal["l2", "keras"]
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "noise", "style"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+PreserveColor = Literal["none", "luminance", "histogram"]
+StyleLoss = Literal["gram", "wasserstein"]
 Size = int | tuple[int, int]
 
 MAX_SIDE = 8192  # beyond this a single image needs > 24 GiB just for VGG's first block
@@ -111,12 +114,18 @@ class RunConfig:
     noise_amplitude: float = 0.5  # noise = ImageNet mean + amplitude * U(-1, 1), in 0-1 pixel units
     seed: int = 0
     device: Device = "auto"
+    # Creative control (issue 5). Images (extra styles, masks) are inputs to api.run, never config.
+    style_blend: tuple[float, ...] = ()  # one weight per style, normalised to sum 1; () = equal
+    preserve_color: PreserveColor = "none"  # luminance-only transfer, or recolour the style first
+    strength: float = 0.5  # style weight x 10^(4 (strength - 0.5)): 0.5 keeps the preset's weights
+    style_loss: StyleLoss = "gram"  # wasserstein: mean/covariance W2, always target-normalised
 
     def __post_init__(self) -> None:
         for name, kind in [
             ("mode", Mode), ("backbone", Backbone), ("pooling", Pooling), ("pixels", Pixels),
             ("content_norm", ContentNorm), ("gram_norm", GramNorm), ("style_norm", StyleNorm),
             ("tv_loss", TVLoss), ("optimizer", Optimizer), ("init", Init), ("device", Device),
+            ("preserve_color", PreserveColor), ("style_loss", StyleLoss),
         ]:  # fmt: skip
             _choice(getattr(self, name), kind, name.replace("_", "-"))
         sides = (self.size,) if isinstance(self.size, int) else self.size
@@ -130,6 +139,7 @@ class RunConfig:
             ("noise-amplitude", 0 <= self.noise_amplitude <= 1),
             ("tv-power", self.tv_power > 0),
             ("tol", self.tol is None or self.tol >= 0),
+            ("strength", isinstance(self.strength, int | float) and 0 <= self.strength <= 1),
         ]
         checks += [
             (w, getattr(self, w.replace("-", "_")) >= 0) for w in ("content-weight", "style-weight", "tv-weight")
@@ -149,6 +159,7 @@ class RunConfig:
             raise PainterlyError("texture has no content image: use --init noise or style")
         if self.mode == "reconstruct" and self.init == "style":
             raise PainterlyError("reconstruct has no style image: use --init noise or content")
+        _check_blend(self)
         if self.mode != "reconstruct" and not self.style_layers:
             raise PainterlyError("no style layers given")
 
@@ -169,6 +180,27 @@ def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
         except ValueError as exc:
             raise PainterlyError(f"invalid style layer weight in {item!r}") from exc
     return tuple(layers)
+
+
+def _check_blend(cfg: RunConfig) -> None:
+    """style_blend: finite weights >= 0, not all zero; preserve-color needs a content image."""
+    try:
+        blend = tuple(float(w) for w in cfg.style_blend)
+    except (TypeError, ValueError) as exc:
+        raise PainterlyError(f"invalid style-blend {cfg.style_blend!r}: expected numbers, e.g. 0.7,0.3") from exc
+    if any(not math.isfinite(w) or w < 0 for w in blend) or (blend and sum(blend) <= 0):
+        raise PainterlyError(f"invalid style-blend {cfg.style_blend!r}: weights must be >= 0, not all 0")
+    object.__setattr__(cfg, "style_blend", blend)
+    if cfg.preserve_color != "none" and cfg.mode != "stylize":
+        raise PainterlyError(f"--preserve-color needs a content photo: not available in {cfg.mode}")
+
+
+def parse_blend(text: str) -> tuple[float, ...]:
+    """``"0.7,0.3"`` -> (0.7, 0.3): one weight per --style, in order."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise PainterlyError(f"invalid style-blend {text!r}: expected comma-separated numbers, e.g. 0.7,0.3") from exc
 
 
 def parse_layers(text: str) -> tuple[str, ...]:
@@ -196,6 +228,10 @@ def build_config(mode: Mode, options: dict) -> RunConfig:
         values["init"] = "noise"  # reconstruction and texture start from noise (the notebooks' setup)
     if isinstance(values.get("style_layers"), str):
         values["style_layers"] = parse_style_layers(values["style_layers"])
+    if isinstance(values.get("style_blend"), str):
+        values["style_blend"] = parse_blend(values["style_blend"])
+    elif isinstance(values.get("style_blend"), list):  # TOML array
+        values["style_blend"] = tuple(values["style_blend"])
     if isinstance(values.get("content_layers"), str):
         values["content_layers"] = parse_layers(values["content_layers"])
     try:

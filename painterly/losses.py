@@ -100,3 +100,98 @@ def style_loss(
         for name, w in weights.items()
     ]
     return torch.stack(terms).sum()
+
+
+# --- Several styles, spatial masks and the mean/covariance (Wasserstein-2) style loss (issue 5) ---
+
+
+def masked_gram(f: Tensor, m: Tensor, norm: str = "hw") -> Tensor:
+    """Gram over a soft region: G = F diag(m) Fᵀ · (H·W / Σm) / n, F: (B, C, H·W), m: (B, 1, H, W) in [0, 1].
+
+    Gatys et al. 2017, "Controlling perceptual factors in neural style transfer", sec. 4 (spatial control),
+    with the mask already downsampled to this layer. They weight by m² (masking both factors); we weight by m
+    so a grey mask counts a position in proportion, and rescale by H·W / Σm so the region's Gram has the size
+    of a whole image's and compares with the style image's under every ``norm`` of ``gram``."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    weights = m.reshape(b, 1, h * w)
+    g = (flat * weights) @ flat.transpose(1, 2)  # (B, C, C)
+    area = weights.sum(dim=-1, keepdim=True).clamp(min=EPS)  # (B, 1, 1)
+    divisor = {"none": 1, "hw": h * w, "chw": c * h * w}[norm]
+    return g * (h * w / area) / divisor
+
+
+def mean_cov(f: Tensor, m: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Mean μ = Σ m f / Σ m: (B, C) and covariance Σ = Σ m (f-μ)(f-μ)ᵀ / Σ m: (B, C, C) of features over
+    positions, optionally weighted by a soft mask m: (B, 1, H, W). The Gaussian fit of the Wasserstein loss."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    weights = f.new_ones(b, 1, h * w) if m is None else m.reshape(b, 1, h * w)
+    weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=EPS)  # sums to 1 over positions
+    mu = (flat * weights).sum(dim=-1)  # (B, C)
+    centred = flat - mu.unsqueeze(-1)
+    return mu, (centred * weights) @ centred.transpose(1, 2)
+
+
+def psd_sqrt(a: Tensor) -> Tensor:
+    """Symmetric square root A^½ = V diag(√max(λ, 0)) Vᵀ of a symmetric PSD matrix A = V diag(λ) Vᵀ: (B, C, C).
+
+    For targets only (computed once, no gradient): eigenvalues below 0 are rounding error and clamped."""
+    lam, v = torch.linalg.eigh(a)
+    return (v * lam.clamp(min=0).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
+
+
+def gaussian_target(mu: Tensor, cov: Tensor) -> dict[str, Tensor]:
+    """Everything the Wasserstein loss needs from the style, computed once: μ_s, Σ_s, Σ_s^½ and the
+    normaliser |μ_s|² + tr Σ_s = E|f_s|² (the W2² from an all-zero response)."""
+    norm = mu.pow(2).sum(-1) + cov.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return {"mean": mu, "cov": cov, "cov_sqrt": psd_sqrt(cov), "norm": norm}
+
+
+def blend_moments(mus: list[Tensor], covs: list[Tensor], weights: list[float]) -> tuple[Tensor, Tensor]:
+    """Mean and covariance of the mixture Σ_k w_k N(μ_k, Σ_k) (weights sum to 1): μ = Σ w_k μ_k,
+    Σ = Σ w_k (Σ_k + μ_k μ_kᵀ) - μ μᵀ. Blending second moments this way is what blending Grams does."""
+    mu = sum(w * m for w, m in zip(weights, mus, strict=True))
+    second = sum(w * (c + m.unsqueeze(-1) * m.unsqueeze(-2)) for w, m, c in zip(weights, mus, covs, strict=True))
+    return mu, second - mu.unsqueeze(-1) * mu.unsqueeze(-2)
+
+
+def _sqrt_trace(k: Tensor, eps: float) -> Tensor:
+    """tr(K^½) = Σ √λ_i for a symmetric PSD K: (B, n, n), from its eigenvalues only.
+
+    eigvalsh's backward is V diag(∂L/∂λ) Vᵀ (no 1/(λ_i - λ_j) terms), so repeated eigenvalues are harmless;
+    eigenvalues below ``eps`` (the rank deficiency of a covariance from few positions) are clamped so
+    d√λ/dλ = 1/(2√λ) stays finite. Their contribution to the trace, < √eps each, is negligible."""
+    lam = torch.linalg.eigvalsh(k)
+    return lam.clamp(min=eps).sqrt().sum(-1)
+
+
+def wasserstein_loss(f: Tensor, target: dict[str, Tensor], m: Tensor | None = None, eps: float = 1e-10) -> Tensor:
+    """W2² between Gaussian fits of generated features f: (B, C, H, W) and the style (``gaussian_target``):
+
+        ||μ - μ_s||² + tr Σ + tr Σ_s - 2 tr((Σ_s^½ Σ Σ_s^½)^½),   divided by |μ_s|² + tr Σ_s
+
+    Dowson & Landau 1982; as a style loss: Kolkin et al. 2019 (STROTSS) and Vacher et al. 2020 (Gaussian
+    texture models). Σ_s^½ comes precomputed. Per step we need only the eigenvalues of the symmetric
+    M = Σ_s^½ Σ Σ_s^½, with Σ = Xᵀ X (X: the n × C weighted, centred features). M = Yᵀ Y with Y = X Σ_s^½
+    shares its non-zero eigenvalues with Y Yᵀ (n × n), so we decompose whichever is smaller: deep layers at
+    small sizes have fewer positions n than channels C. Divided, like the Gram ``target`` norm, by the loss
+    of an all-zero response so that it is 1 there at every layer and size. Summed over the batch."""
+    b, c, h, w = f.shape
+    mu, cov = mean_cov(f, m)
+    mean_term = (mu - target["mean"]).pow(2).sum(-1)
+    trace_term = cov.diagonal(dim1=-2, dim2=-1).sum(-1) + target["cov"].diagonal(dim1=-2, dim2=-1).sum(-1)
+    if h * w < c:
+        weights = f.new_ones(b, 1, h * w) if m is None else m.reshape(b, 1, h * w)
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=EPS)
+        x = (f.reshape(b, c, h * w) - mu.unsqueeze(-1)) * weights.sqrt()  # (B, C, n): Σ = x xᵀ
+        y = target["cov_sqrt"] @ x  # (B, C, n)
+        k = y.transpose(1, 2) @ y  # (B, n, n)
+    else:
+        s = target["cov_sqrt"]
+        k = s @ cov @ s  # (B, C, C)
+        k = 0.5 * (k + k.transpose(1, 2))  # exactly symmetric for eigvalsh
+    scale = float(target["norm"].max()) / c  # eps relative to the style's typical eigenvalue², set once
+    cross = _sqrt_trace(k, eps * scale * scale)
+    w2 = mean_term + trace_term - 2 * cross
+    return (w2 / (target["norm"] + EPS)).sum()
