@@ -64,6 +64,10 @@ RUN_OPTIONS = [
     ("--noise-amplitude", "noise_amplitude", float, "Noise amplitude in 0-1 pixel units. [0.5]"),
     ("--seed", "seed", int, "Random seed for the initial noise. [0]"),
     ("--device", "device", _choice(config.Device), "auto picks CUDA, then MPS, then CPU. [auto]"),
+    ("--style-blend", "style_blend", str, "Weights of several --style images, e.g. 0.7,0.3. [equal]"),
+    ("--preserve-color", "preserve_color", _choice(config.PreserveColor), "Keep the photo's colours. [none]"),
+    ("--strength", "strength", float, "Style strength 0..1: 0.5 = the preset's weights; +0.25 = 10x style. [0.5]"),
+    ("--style-loss", "style_loss", _choice(config.StyleLoss), "gram or wasserstein (mean/covariance). [gram]"),
 ]
 
 
@@ -117,10 +121,12 @@ def _progress_bar(quiet: bool, desc: str) -> tuple[Callable[[Progress], None], C
     return update, lambda: bars and bars[0].close()
 
 
-def _run_and_save(cfg: RunConfig, out: Path, quiet: bool, content=None, style=None, extractor=None) -> Result:  # noqa: ANN001
+def _run_and_save(
+    cfg: RunConfig, out: Path, quiet: bool, content=None, style=None, extractor=None, mask=None
+) -> Result:  # noqa: ANN001
     update, close = _progress_bar(quiet, out.name)
     try:
-        result = run(cfg, content, style, callbacks=[update], extractor=extractor)
+        result = run(cfg, content, style, mask=mask, callbacks=[update], extractor=extractor)
     finally:
         close()
     save_image(result.image, out, result.metadata)
@@ -153,15 +159,20 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("content", nargs=-1, required=True)
-@click.option("--style", "-s", required=True, help="Style image (a painting).")
+@click.option("--style", "-s", required=True, multiple=True, help="Style image (a painting); repeat to mix.")
+@click.option("--mask", multiple=True, help="Where to stylise (white) or keep the photo; once or per style.")
 @click.option("--output", "-o", required=True, help="Output image, or a folder when CONTENT is several files/a folder.")
 @run_options
-def stylize(content: tuple[str, ...], style: str, output: str, quiet: bool, config_file: str | None, **values) -> None:
-    """Paint CONTENT (one or more photos, or a folder) in the style of STYLE."""
+def stylize(
+    content: tuple[str, ...], style: tuple[str, ...], output: str, quiet: bool, config_file: str | None, **values
+) -> None:
+    """Paint CONTENT (one or more photos, or a folder) in the style of STYLE (several: mixed, or one per MASK)."""
+    masks = list(values.pop("mask")) or None
+    style = style[0] if len(style) == 1 else list(style)  # one painting stays a path, as before
     cfg = _options("stylize", values, config_file)
     single = len(content) == 1 and not Path(content[0]).is_dir()
     if single:
-        _run_and_save(cfg, check_output_path(output), quiet, content[0], style)
+        _run_and_save(cfg, check_output_path(output), quiet, content[0], style, mask=masks)
         return
     out_dir = Path(output)
     if out_dir.suffix.lower() in IMAGE_SUFFIXES:
@@ -170,7 +181,7 @@ def stylize(content: tuple[str, ...], style: str, output: str, quiet: bool, conf
     out_dir.mkdir(parents=True, exist_ok=True)
     extractor = backbone_for(cfg, pick_device(cfg.device))  # loaded once for the whole batch
     for f in files:
-        _run_and_save(cfg, out_dir / f"{f.stem}.png", quiet, f, style, extractor)
+        _run_and_save(cfg, out_dir / f"{f.stem}.png", quiet, f, style, extractor, mask=masks)
 
 
 @cli.command()

@@ -159,11 +159,13 @@ def blend_moments(mus: list[Tensor], covs: list[Tensor], weights: list[float]) -
 def _sqrt_trace(k: Tensor, eps: float) -> Tensor:
     """tr(K^½) = Σ √λ_i for a symmetric PSD K: (B, n, n), from its eigenvalues only.
 
-    eigvalsh's backward is V diag(∂L/∂λ) Vᵀ (no 1/(λ_i - λ_j) terms), so repeated eigenvalues are harmless;
-    eigenvalues below ``eps`` (the rank deficiency of a covariance from few positions) are clamped so
-    d√λ/dλ = 1/(2√λ) stays finite. Their contribution to the trace, < √eps each, is negligible."""
+    eigvalsh's backward is V diag(∂L/∂λ) Vᵀ (no 1/(λ_i - λ_j) terms), so repeated eigenvalues are harmless.
+    Below ``eps`` (the zero eigenvalues of a covariance from few positions) √λ is replaced by the chord
+    λ/√eps: d/dλ stays finite (1/√eps instead of 1/(2√λ) -> ∞), exact zeros still add 0, rounding below 0
+    adds 0."""
     lam = torch.linalg.eigvalsh(k)
-    return lam.clamp(min=eps).sqrt().sum(-1)
+    roots = torch.where(lam > eps, lam.clamp(min=eps).sqrt(), lam.clamp(min=0) / eps**0.5)
+    return roots.sum(-1)
 
 
 def wasserstein_loss(f: Tensor, target: dict[str, Tensor], m: Tensor | None = None, eps: float = 1e-10) -> Tensor:
