@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import textwrap
 import warnings
@@ -12,15 +13,18 @@ from typing import get_args
 import click
 from tqdm import tqdm
 
-from painterly import __version__, config
+from painterly import __version__, config, layout
 from painterly.api import Result, backbone_for, pick_device, run
-from painterly.backbone import PainterlyWarning
-from painterly.config import RunConfig, build_config
+from painterly.backbone import PainterlyWarning, load_backbone
+from painterly.config import RunConfig, build_config, parse_layers, resolve_layer
 from painterly.errors import ExitCode, PainterlyError
-from painterly.images import parse_size
+from painterly.features import DEFAULT_LAYERS, feature_grid
+from painterly.images import fit_size, load_image, parse_size, resize, split_alpha
 from painterly.optimize import Progress
 from painterly.outputs import IMAGE_SUFFIXES, check_output_path, save_image, sidecar, write_json
 from painterly.presets import PRESETS
+from painterly.recording import RunRecorder, Wanted
+from painterly.sweep import SWEEPABLE, run_sweep, split_values
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,10 +75,16 @@ RUN_OPTIONS = [
 ]
 
 
-def run_options(command: Callable) -> Callable:
-    """Add every RunConfig option, plus --config and --quiet, to a click command."""
+def run_options(command: Callable, *, fields: Sequence[str] | None = None, sweep: bool = False) -> Callable:
+    """Add every RunConfig option (or those of ``fields``), plus --config and --quiet, to a click command.
+
+    ``sweep``: options in ``sweep.SWEEPABLE`` take a list of values, as text parsed by ``_sweep_values``."""
     for flag, field, kind, help_text in reversed(RUN_OPTIONS):
+        if fields is not None and field not in fields:
+            continue
         callback = _size if field == "size" else None
+        if sweep and field in SWEEPABLE:
+            kind, callback, help_text = str, None, f"{help_text} Sweep: values separated by '{SWEEPABLE[field]}'."
         command = click.option(flag, field, type=kind, default=None, help=help_text, callback=callback)(command)
     command = click.option("--config", "config_file", type=str, help="TOML file of options; the command line wins.")(
         command
@@ -82,11 +92,33 @@ def run_options(command: Callable) -> Callable:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(command)
 
 
+def artifact_options(command: Callable) -> Callable:
+    """Add --save-every, --gif, --plot, --sheet and --report; the command receives them as ``wanted``."""
+
+    @functools.wraps(command)
+    def wrapper(*args, save_every: int | None, gif: bool, plot: bool, sheet: bool, report: bool, **kwargs) -> None:
+        return command(*args, wanted=Wanted(save_every, gif, plot, sheet, report), **kwargs)
+
+    for option in reversed([
+        click.option("--save-every", type=click.IntRange(min=1), help="Write STEM_frames/NNNN.png every N iterations."),
+        click.option("--gif", is_flag=True, help="Write STEM.gif, the evolution as a looping animation."),
+        click.option("--plot", is_flag=True, help="Write STEM_losses.png, the loss curves (log scale)."),
+        click.option("--sheet", is_flag=True, help="Write STEM_sheet.png: content | style | result, captioned."),
+        click.option("--report", is_flag=True, help="Write STEM.html, a self-contained page about the run."),
+    ]):  # fmt: skip
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def _options(mode: config.Mode, cli_values: dict, config_file: str | None) -> RunConfig:
+    return build_config(mode, _merged(cli_values, config_file))
+
+
+def _merged(cli_values: dict, config_file: str | None) -> dict:
     """Preset <- TOML file <- command line."""
     merged = _read_toml(config_file) if config_file else {}
     merged.update({k: v for k, v in cli_values.items() if v is not None})
-    return build_config(mode, merged)
+    return merged
 
 
 def _read_toml(path: str) -> dict:
@@ -121,16 +153,25 @@ def _progress_bar(quiet: bool, desc: str) -> tuple[Callable[[Progress], None], C
     return update, lambda: bars and bars[0].close()
 
 
-def _run_and_save(
-    cfg: RunConfig, out: Path, quiet: bool, content=None, style=None, extractor=None, mask=None
-) -> Result:  # noqa: ANN001
+def _run_and_save(  # noqa: ANN001
+    cfg: RunConfig,
+    out: Path,
+    quiet: bool,
+    content=None,
+    style=None,
+    extractor=None,
+    wanted: Wanted | None = None,
+    mask=None,
+) -> Result:
     update, close = _progress_bar(quiet, out.name)
+    recorder = RunRecorder(out, wanted or Wanted(), cfg.iterations)
     try:
-        result = run(cfg, content, style, mask=mask, callbacks=[update], extractor=extractor)
+        result = run(cfg, content, style, mask=mask, callbacks=[update, *recorder.callbacks], extractor=extractor)
     finally:
         close()
     save_image(result.image, out, result.metadata)
     write_json(sidecar(out, ".json"), result.metadata)
+    recorder.finish(result.image, result.metadata, result.history, content, style)
     if result.interrupted:
         raise KeyboardInterrupt(f"interrupted: saved the best image so far to {out}")
     if not quiet:
@@ -163,8 +204,15 @@ def cli() -> None:
 @click.option("--mask", multiple=True, help="Where to stylise (white) or keep the photo; once or per style.")
 @click.option("--output", "-o", required=True, help="Output image, or a folder when CONTENT is several files/a folder.")
 @run_options
+@artifact_options
 def stylize(
-    content: tuple[str, ...], style: tuple[str, ...], output: str, quiet: bool, config_file: str | None, **values
+    content: tuple[str, ...],
+    style: tuple[str, ...],
+    output: str,
+    quiet: bool,
+    config_file: str | None,
+    wanted: Wanted,
+    **values,
 ) -> None:
     """Paint CONTENT (one or more photos, or a folder) in the style of STYLE (several: mixed, or one per MASK)."""
     masks = list(values.pop("mask")) or None
@@ -172,7 +220,7 @@ def stylize(
     cfg = _options("stylize", values, config_file)
     single = len(content) == 1 and not Path(content[0]).is_dir()
     if single:
-        _run_and_save(cfg, check_output_path(output), quiet, content[0], style, mask=masks)
+        _run_and_save(cfg, check_output_path(output), quiet, content[0], style, wanted=wanted, mask=masks)
         return
     out_dir = Path(output)
     if out_dir.suffix.lower() in IMAGE_SUFFIXES:
@@ -181,7 +229,7 @@ def stylize(
     out_dir.mkdir(parents=True, exist_ok=True)
     extractor = backbone_for(cfg, pick_device(cfg.device))  # loaded once for the whole batch
     for f in files:
-        _run_and_save(cfg, out_dir / f"{f.stem}.png", quiet, f, style, extractor, mask=masks)
+        _run_and_save(cfg, out_dir / f"{f.stem}.png", quiet, f, style, extractor, wanted, mask=masks)
 
 
 @cli.command()
@@ -189,27 +237,32 @@ def stylize(
 @click.option("--output", "-o", required=True, help="Output image.")
 @click.option("--layer", help="Layer whose features are matched (alias of --content-layers).")
 @run_options
-def reconstruct(image: str, output: str, layer: str | None, quiet: bool, config_file: str | None, **values) -> None:
+@artifact_options
+def reconstruct(
+    image: str, output: str, layer: str | None, quiet: bool, config_file: str | None, wanted: Wanted, **values
+) -> None:
     """Recreate IMAGE from one layer's features, starting from noise."""
     values["content_layers"] = layer or values["content_layers"]
     cfg = _options("reconstruct", values, config_file)
-    _run_and_save(cfg, check_output_path(output), quiet, content=image)
+    _run_and_save(cfg, check_output_path(output), quiet, content=image, wanted=wanted)
 
 
 @cli.command()
 @click.argument("style")
 @click.option("--output", "-o", required=True, help="Output image.")
 @run_options
-def texture(style: str, output: str, quiet: bool, config_file: str | None, **values) -> None:
+@artifact_options
+def texture(style: str, output: str, quiet: bool, config_file: str | None, wanted: Wanted, **values) -> None:
     """Synthesise a texture from STYLE's Gram matrices alone, starting from noise."""
     cfg = _options("texture", values, config_file)
-    _run_and_save(cfg, check_output_path(output), quiet, style=style)
+    _run_and_save(cfg, check_output_path(output), quiet, style=style, wanted=wanted)
 
 
 @cli.command()
 @click.option("--output", "-o", default="demo.png", show_default=True, help="Output image.")
 @run_options
-def demo(output: str, quiet: bool, config_file: str | None, **values) -> None:
+@artifact_options
+def demo(output: str, quiet: bool, config_file: str | None, wanted: Wanted, **values) -> None:
     """Stylise a bundled photo (Grace Hopper, from matplotlib) as Van Gogh's Starry Night."""
     from importlib.resources import files
 
@@ -219,7 +272,7 @@ def demo(output: str, quiet: bool, config_file: str | None, **values) -> None:
     cfg = _options("stylize", values, config_file)
     photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     painting = files("painterly") / "data" / "starry_night.jpg"
-    _run_and_save(cfg, check_output_path(output), quiet, str(photo), str(painting))
+    _run_and_save(cfg, check_output_path(output), quiet, str(photo), str(painting), wanted=wanted)
 
 
 @cli.command()
@@ -231,6 +284,95 @@ def presets() -> None:
         for key, value in preset.values.items():
             click.echo(f"    {key.replace('_', '-')}: {value}")
         click.echo()
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--output", "-o", required=True, help="Output image.")
+@click.option("--labels", help="Comma-separated captions, one per image. [the file names]")
+@click.option("--height", type=click.IntRange(16, 4096), help="Panel height in px. [smallest input, at most 512]")
+def compare(images: tuple[str, ...], output: str, labels: str | None, height: int | None) -> None:
+    """Put IMAGES side by side at equal height with captions (e.g. the results of several presets)."""
+    out = check_output_path(output)
+    captions = [t.strip() for t in labels.split(",")] if labels else [Path(p).name for p in images]
+    if len(captions) != len(images):
+        raise PainterlyError(f"--labels gives {len(captions)} captions for {len(images)} images")
+    loaded = [split_alpha(load_image(p))[0] for p in images]
+    height = height or min(512, *(im.height for im in loaded))
+    save_image(layout.sheet(list(zip(captions, loaded, strict=True)), height), out)
+
+
+@cli.command()
+@click.argument("image")
+@click.option("--output", "-o", required=True, help="Output image.")
+@click.option("--layers", default=",".join(DEFAULT_LAYERS), show_default=True, help="Comma-separated layers.")
+@click.option("--channels", "-k", type=click.IntRange(1, 64), default=8, show_default=True, help="Channels per layer.")
+@click.option("--tile", type=click.IntRange(16, 512), default=96, show_default=True, help="Tile size in px.")
+@functools.partial(run_options, fields=("preset", "size", "backbone", "weights", "pooling", "pixels", "device"))
+def features(
+    image: str, output: str, layers: str, channels: int, tile: int, quiet: bool, config_file: str | None, **values
+) -> None:
+    """The K most active channels (by mean activation) of each chosen layer on IMAGE, as a labelled grid.
+
+    The image is fed at --size (default 256) through the backbone, weights and pooling of the preset or
+    the options."""
+    out = check_output_path(output)
+    cfg = _options("reconstruct", {"size": 256, **{k: v for k, v in values.items() if v is not None}}, config_file)
+    names = tuple(dict.fromkeys(resolve_layer(n, cfg.backbone) for n in parse_layers(layers)))
+    if not names:
+        raise PainterlyError("--layers is empty")
+    extractor = load_backbone(cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, names, pick_device(cfg.device))
+    photo = split_alpha(load_image(image))[0]
+    save_image(feature_grid(extractor, resize(photo, fit_size(*photo.size, cfg.size)), names, channels, tile), out)
+    if not quiet:
+        click.echo(f"wrote {out}", err=True)
+
+
+@cli.command()
+@click.argument("content", required=False)
+@click.option("--style", "-s", help="Style image (not for --mode reconstruct).")
+@click.option("--output", "-o", required=True, help="Output image: the grid.")
+@click.option("--mode", type=_choice(config.Mode), default="stylize", show_default=True, help="What each cell runs.")
+@functools.partial(run_options, sweep=True)
+def sweep(
+    content: str | None, style: str | None, output: str, mode: str, quiet: bool, config_file: str | None, **values
+) -> None:
+    """Run every combination of the options given several values; write one grid labelled by them.
+
+    The last swept option (in --help order) runs along the columns, the others along the rows, e.g.
+    painterly sweep photo.jpg -s painting.jpg --content-weight 1,5,25 --style-weight 1e2,1e3 -o grid.png"""
+    out = check_output_path(output)
+    lists = {k: _sweep_values(k, v) for k, v in values.items() if v is not None and k in SWEEPABLE}
+    axes = {k: v for k, v in lists.items() if len(v) > 1}
+    fixed = {k: v for k, v in values.items() if v is not None and k not in axes}
+    fixed.update({k: v[0] for k, v in lists.items() if len(v) == 1})
+    if not axes:
+        raise PainterlyError("nothing to sweep: give at least one option several values, e.g. --style-weight 1,10,100")
+    base = _merged(fixed, config_file)
+    bar = tqdm(desc=out.name, disable=quiet, file=sys.stderr, unit="it", dynamic_ncols=True)
+    try:
+        result = run_sweep(mode, axes, content, style, base=base, callbacks=[lambda p: bar.update(1)])
+    finally:
+        bar.close()
+    metadata = {
+        "sweep": {k: list(v) for k, v in axes.items()},
+        "fixed": base,
+        "cells": [{**combo, **r.metadata} for combo, r in zip(result.combos, result.cells, strict=True)],
+    }
+    save_image(result.grid, out, metadata)
+    write_json(sidecar(out, ".json"), metadata)
+    if not quiet:
+        click.echo(f"wrote {out} ({len(result.cells)} runs)", err=True)
+
+
+def _sweep_values(field: str, text: str) -> list:
+    """The values of one sweep option, each converted as the single-valued option would convert it."""
+    flag, kind = next((f, k) for f, name, k, _ in RUN_OPTIONS if name == field)
+    convert = parse_size if field == "size" else lambda v: click.types.convert_type(kind).convert(v, None, None)
+    try:
+        return [convert(v) for v in split_values(field, text)]
+    except click.BadParameter as exc:
+        raise PainterlyError(f"{flag}: {exc.format_message()}") from exc
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
