@@ -215,3 +215,21 @@ def test_sweep_rejects_a_bad_value_and_a_sweep_of_nothing(tmp_path: Path, capsys
     assert "--style-weight" in capsys.readouterr().err
     assert main([*base, "--style-weight", "10"]) == 2
     assert "nothing to sweep" in capsys.readouterr().err
+
+
+def test_the_api_hands_snapshots_and_history_to_a_notebook_without_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import painterly
+
+    monkeypatch.chdir(tmp_path)
+    content, style = _image(tmp_path / "c.png", 32, 24, 0), _image(tmp_path / "s.png", 24, 24, 1)
+    seen: list[int] = []
+    snaps = painterly.Snapshots(every=1, on_snapshot=lambda s: seen.append(s.iteration))
+    cfg = painterly.build_config("stylize", {"size": 24, "iterations": 2, "weights": "random"})
+    result = painterly.run(cfg, content, style, callbacks=[snaps])
+    assert seen == [1, 2] and [s.image.size for s in snaps.frames] == [result.image.size] * 2
+    assert [s.losses["total"] for s in snaps.frames] == [h["total"] for h in result.history]
+    assert len(painterly.losses_csv(result.history).splitlines()) == 1 + 2
+    assert painterly.loss_figure(result.history).axes[0].get_yscale() == "log"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "s.png"]
