@@ -146,6 +146,9 @@ def loss_figure(history: Sequence[dict[str, float]], title: str = "losses") -> F
         if any(v > 0 and math.isfinite(v) for v in values):
             ax.plot(steps, [v if v > 0 and math.isfinite(v) else math.nan for v in values], style, label=term, lw=1.5)
     ax.set_yscale("log")
+    totals = [r["total"] for r in history if r.get("total", 0) > 0 and math.isfinite(r["total"])]
+    if totals:  # a term near 0 (content at iteration 1, which starts from the photo) would squash the rest
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-4 * min(totals)))
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (weighted)")
     ax.set_title(title)

@@ -61,12 +61,12 @@ def feature_grid(
         top = top_channels(f, channels)
         rows.append([_tile(colorize(m), tile) for _, _, m in top] + [None] * (channels - len(top)))
         captions.append([f"ch {c} · {mean:.2g}" for c, mean, _ in top] + [""] * (channels - len(top)))
-        labels.append(f"{name}  {f.shape[1]} ch, {f.shape[3]}×{f.shape[2]}")
+        labels.append(f"{name}  {f.shape[1]} ch, {f.shape[3]}x{f.shape[2]}")
     return layout.grid(
         [[_tile(image, tile)] + [None] * (channels - 1), *rows],
         ["input", *labels],
         [f"#{i + 1}" for i in range(channels)],
-        cell_captions=[[f"{image.width}×{image.height}"] + [""] * (channels - 1), *captions],
+        cell_captions=[[f"{image.width}x{image.height}"] + [""] * (channels - 1), *captions],
         title=f"{extractor.description}: the {channels} most active channels per layer (mean activation)",
         label_px=max(11, tile // 8),
     )

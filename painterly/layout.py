@@ -26,12 +26,12 @@ def text_size(text: str, face: ImageFont.ImageFont) -> tuple[int, int]:
 
 
 def fit_text(text: str, face: ImageFont.ImageFont, width: int) -> str:
-    """``text`` shortened with an ellipsis until it is at most ``width`` px wide."""
+    """``text`` shortened with "..." until it is at most ``width`` px wide."""
     if text_size(text, face)[0] <= width:
         return text
-    while len(text) > 1 and text_size(text + "…", face)[0] > width:
+    while len(text) > 1 and text_size(text + "...", face)[0] > width:
         text = text[:-1]
-    return text + "…"
+    return text + "..."
 
 
 def to_height(image: Image.Image, height: int) -> Image.Image:

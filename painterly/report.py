@@ -28,7 +28,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .sub { color: #666; margin: 0 0 16px; }
 .row { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-end; }
 figure { margin: 0; background: #fff; padding: 8px; border: 1px solid #e3e3e3; border-radius: 6px; }
-figure img { display: block; height: 280px; width: auto; max-width: 100%; object-fit: contain; }
+figure img { display: block; height: 200px; width: auto; max-width: 100%; object-fit: contain; }
 .strip figure img { height: 110px; }
 figure.plot img { height: auto; }
 figcaption { font-size: 13px; color: #444; text-align: center; margin-top: 4px; }
@@ -55,7 +55,7 @@ def bytes_uri(data: bytes, mime: str) -> str:
 
 
 def _figure(src: str, caption: str, css_class: str = "") -> str:
-    """Images are shown at a fixed height (small results enlarged), the loss plot (``plot``) as it is."""
+    """Images are shown 200 px high (small results enlarged), the loss plot (``plot``) as it is."""
     e, attr = html.escape, f' class="{css_class}"' if css_class else ""
     return f'<figure{attr}><img src="{e(src)}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
 

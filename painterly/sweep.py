@@ -96,7 +96,7 @@ def sweep_grid(axes: dict[str, Sequence], images: Sequence[Image.Image], caption
     row_labels = [label(c) for c in combinations({n: axes[n] for n in row_axes})] if row_axes else [""]
     col_labels = [label({col_axis: v}) for v in axes[col_axis]]
     cell_captions = [list(captions[i : i + n_cols]) for i in range(0, len(captions), n_cols)] if captions else None
-    title = " × ".join(f"{n.replace('_', '-')} ({'columns' if n == col_axis else 'rows'})" for n in names)
+    title = " x ".join(f"{n.replace('_', '-')} ({'columns' if n == col_axis else 'rows'})" for n in names)
     return layout.grid(rows, row_labels, col_labels, cell_captions=cell_captions, title=f"sweep: {title}")
 
 
