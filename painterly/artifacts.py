@@ -103,11 +103,11 @@ def gif_frame_ms(n_frames: int) -> int:
 
 
 def gif_bytes(frames: Sequence[Image.Image], frame_ms: int | None = None, final_ms: int = GIF_FINAL_MS) -> bytes:
-    """An endlessly looping GIF of ``frames`` (all scaled to the first frame's size), the last one held
-    ``final_ms``. Each frame gets its own adaptive 256-colour palette (Pillow's GIF writer)."""
+    """An endlessly looping GIF of ``frames``, the last one held ``final_ms``. All frames take the last one's
+    size (a coarse-to-fine run's first frames are smaller); each gets its own adaptive 256-colour palette."""
     if not frames:
         raise ValueError("a GIF needs at least one frame")
-    size = frames[0].size
+    size = frames[-1].size
     if max(size) > GIF_MAX_SIDE:
         size = fit_size(*size, GIF_MAX_SIDE)
     images = [resize(f.convert("RGB"), size) for f in frames]

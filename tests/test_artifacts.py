@@ -87,9 +87,10 @@ def test_gif_loops_holds_the_last_frame_and_has_one_frame_per_image() -> None:
     assert 60 <= gif_frame_ms(5) <= 250 and gif_frame_ms(1000) == 60
 
 
-def test_gif_frames_are_scaled_down_to_512_px() -> None:
-    frames = [Image.new("RGB", (1024, 600), c) for c in ((0, 0, 0), (255, 255, 255))]
+def test_gif_frames_take_the_last_frames_size_at_most_512_px() -> None:
+    frames = [Image.new("RGB", (256, 150), "black"), Image.new("RGB", (1024, 600), "white")]
     assert Image.open(io.BytesIO(gif_bytes(frames))).size == (512, 300)
+    assert Image.open(io.BytesIO(gif_bytes(frames[:1] * 2 + [Image.new("RGB", (64, 38))]))).size == (64, 38)
 
 
 def test_losses_csv_has_the_columns_and_one_finite_row_per_iteration() -> None:
