@@ -109,7 +109,7 @@ def at_size(
 def _mask_tensor(mask: Image.Image, size: tuple[int, int], device: torch.device | str) -> Tensor:
     """Bilinear resize (no ringing, unlike Lanczos: black stays exactly 0) -> (1, 1, H, W) in [0, 1]."""
     resized = mask if mask.size == tuple(size) else mask.resize(tuple(size), Image.Resampling.BILINEAR)
-    return to_tensor(resized.convert("RGB"), device)[:, :1]
+    return to_tensor(resized.convert("RGB"), device)[:, :1].contiguous()  # a strided view makes strided grads
 
 
 def finish(image: Tensor, scaled: Scaled, cfg: RunConfig) -> Tensor:

@@ -126,7 +126,7 @@ class Objective:
         self.layers = set(self.content_layers) | set(self.style_weights)
         self.region = self.content_net = None
         if masks and content is not None:
-            self.region = torch.stack(list(masks)).amax(0)  # (1, 1, H, W): union of the regions
+            self.region = torch.stack(list(masks)).amax(0).contiguous()  # (1, 1, H, W): union of the regions
             self.content_net = extractor.pixels.to_net(content)
 
     def composite(self, v: Tensor) -> Tensor:
