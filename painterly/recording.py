@@ -65,6 +65,7 @@ class RunRecorder:
         return [s for s in (self.frame_files, self.evolution) if s is not None]
 
     def _write_frame(self, snap: Snapshot) -> None:
+        frames_dir(self.out).mkdir(exist_ok=True)  # here, not before the run: a bad input leaves no empty folder
         save_image(snap.image, frames_dir(self.out) / f"{snap.iteration:04d}.png")
 
     def finish(
@@ -84,8 +85,8 @@ class RunRecorder:
             written.append(path)
 
         for snaps in (self.frame_files, self.evolution):
-            if snaps is not None and history:
-                snaps.add_final(image, len(history), {"total": metadata.get("best_loss", float("nan"))})
+            if snaps is not None and history:  # the result is the best image seen: label it with the best loss
+                snaps.add_final(image, history[-1]["iteration"], {"total": min(h["total"] for h in history)})
         if self.frame_files is not None:
             written.append(frames_dir(out))
         write("_losses.csv", losses_csv(history).encode("utf-8"))
@@ -128,8 +129,9 @@ def _name(source: ImageSource, fallback: str) -> str:
 
 
 def _clear_frames(folder: Path) -> None:
-    """Create ``folder``, removing numbered frames an earlier run left there (they would follow ours)."""
-    folder.mkdir(exist_ok=True)
+    """Remove the numbered frames an earlier run left in ``folder`` (they would mix with ours)."""
+    if not folder.is_dir():
+        return
     for f in folder.iterdir():
         if _FRAME_NAME.match(f.name) and f.is_file():
             f.unlink()

@@ -129,6 +129,8 @@ def run_sweep(
             on_cell(combo, result)
         if result.interrupted:
             raise KeyboardInterrupt("interrupted during the sweep")
-    captions = [f"loss {r.metadata['best_loss']:.3g} · {r.metadata['timings']['total_s']:.1f} s" for r in cells]
+    captions = [
+        f"loss {min(h['total'] for h in r.history):.3g} · {r.metadata['timings']['total_s']:.1f} s" for r in cells
+    ]
     grid = sweep_grid(axes, [r.image for r in cells], captions)
     return Sweep(dict(axes), [c for c, _ in planned], cells, grid)
