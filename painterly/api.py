@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable, Iterable
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import PIL
 import PIL.Image
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor
 
@@ -54,9 +56,15 @@ def backbone_for(cfg: RunConfig, device: torch.device) -> FeatureExtractor:
     return load_backbone(cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, layers, device)
 
 
-def _sizes(cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Image | None) -> tuple:
-    """(output W, H), (style W, H). Texture: an int size is the long side with the style's aspect."""
-    if content is not None:
+def _sizes(
+    cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Image | None, out: tuple | None = None
+) -> tuple:
+    """(output W, H), (style W, H). Texture: an int size is the long side with the style's aspect.
+
+    ``out`` given: the size of this coarse-to-fine stage, which the style scales with."""
+    if out is not None:
+        pass
+    elif content is not None:
         out = fit_size(*content.size, cfg.size)
     elif isinstance(cfg.size, tuple):
         out = cfg.size
@@ -64,6 +72,29 @@ def _sizes(cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Ima
         out = fit_size(*style.size, cfg.size)
     style_size = fit_size(*style.size, max(1, round(cfg.style_scale * max(out)))) if style is not None else None
     return out, style_size
+
+
+def scale_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) -> list[tuple[tuple[int, int], int]]:
+    """Coarse-to-fine stages as ((W, H), iterations), smallest first, the last at ``final``.
+
+    Long sides grow geometrically from ``cfg.min_size`` to the final size (auto: one stage per doubling,
+    none when the final size is under 1.5x min_size); no stage's short side is below ``min_side``.
+    ``cfg.iterations`` is split evenly (the remainder goes to the last stage). Each stage starts from the
+    previous result, so the costly full-size stage only refines, which is where the time goes."""
+    long_side, short_side = max(final), min(final)
+    low = min(1.0, max(cfg.min_size / long_side, min_side / short_side))  # smallest stage / final
+    n = cfg.scales or (1 + max(0, math.ceil(math.log2(1 / low) - 0.5)))
+    n = max(1, min(n, cfg.iterations)) if low < 1 else 1
+    ratios = [low ** (1 - k / (n - 1)) if n > 1 else 1.0 for k in range(n)]
+    sizes = [(max(1, round(final[0] * r)), max(1, round(final[1] * r))) for r in ratios]
+    per_stage = [cfg.iterations // n] * n
+    per_stage[-1] += cfg.iterations - sum(per_stage)
+    return list(zip(sizes, per_stage, strict=True))
+
+
+def smallest_side(extractor: FeatureExtractor) -> int:
+    """Shortest image side the trunk accepts: each pooling layer before the deepest one halves it."""
+    return 2 ** sum(isinstance(m, torch.nn.MaxPool2d | torch.nn.AvgPool2d) for m in extractor.body)
 
 
 def _initial_image(cfg: RunConfig, content: Tensor | None, style: Tensor | None, shape: tuple) -> Tensor:
@@ -102,41 +133,59 @@ def run(
     if cfg.mode != "reconstruct" and style_im is None:
         raise PainterlyError(f"{cfg.mode} needs a style image")
     device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
-    out_size, style_size = _sizes(cfg, content_im, style_im)
-    style_sizes = [_sizes(cfg, content_im, s)[1] for s in inputs.styles]
+    out_size, _ = _sizes(cfg, content_im, style_im)
     try:
         extractor = extractor or backbone_for(cfg, device)
-        scaled = at_size(inputs, cfg, out_size, style_sizes, device)
-        content_t, style_t = scaled.content, (scaled.styles[0] if scaled.styles else None)
-        objective = Objective(
-            extractor,
-            cfg,
-            content_t if cfg.mode != "texture" else None,
-            scaled.styles if cfg.mode != "reconstruct" else None,
-            blend=inputs.blend,
-            masks=scaled.masks,
-        )
-        init = _initial_image(cfg, content_t, style_t, (1, 3, out_size[1], out_size[0])).to(device)
-        pixels = extractor.pixels
-        opt = PixelOptimizer(
-            objective,
-            pixels.to_net(init),
-            lambda v: finish(objective.image(v), scaled, cfg),
-            cfg.optimizer,
-            cfg.lr,
-            cfg.iterations,
-            cfg.tol,
-        )
+        if min(out_size) < smallest_side(extractor):
+            raise PainterlyError(
+                f"output {out_size[0]}x{out_size[1]} is too small for the layers used: the short side must be "
+                f">= {smallest_side(extractor)} px"
+            )
+        schedule = scale_schedule(out_size, cfg, smallest_side(extractor))
         setup = time.perf_counter() - t0
-        interrupted = False
-        try:
-            for progress in opt.steps():
-                for callback in callbacks:
-                    callback(progress)
-        except KeyboardInterrupt:
-            if opt.best is None:
-                raise
-            interrupted = True
+        opt, coarse, history, interrupted = None, None, [], False
+        start, done = time.perf_counter(), 0
+        for k, (size, iterations) in enumerate(schedule):
+            style_sizes = [_sizes(cfg, content_im, s, size)[1] for s in inputs.styles]
+            scaled = at_size(inputs, cfg, size, style_sizes, device)
+            content_t, style_t = scaled.content, (scaled.styles[0] if scaled.styles else None)
+            objective = Objective(
+                extractor,
+                cfg,
+                content_t if cfg.mode != "texture" else None,
+                scaled.styles if cfg.mode != "reconstruct" else None,
+                blend=inputs.blend,
+                masks=scaled.masks,
+            )
+            if coarse is None:
+                init = _initial_image(cfg, content_t, style_t, (1, 3, size[1], size[0])).to(device)
+            else:  # coarse-to-fine: the previous stage's best, upsampled (Gatys et al. 2017, sec. 5)
+                init = F.interpolate(coarse, size=(size[1], size[0]), mode="bicubic", align_corners=False).clamp(0, 1)
+            opt = PixelOptimizer(
+                objective,
+                extractor.pixels.to_net(init),
+                lambda v, o=objective, s=scaled: finish(o.image(v), s, cfg),
+                cfg.optimizer,
+                cfg.lr,
+                iterations,
+                cfg.tol,
+                numbering=(done, cfg.iterations, k + 1, len(schedule)),
+                start=start,
+            )
+            try:
+                for progress in opt.steps():
+                    for callback in callbacks:
+                        callback(progress)
+            except KeyboardInterrupt:
+                if opt.best is None and k == 0:
+                    raise
+                interrupted = True
+            history += opt.history
+            done += iterations
+            if opt.best is not None:
+                coarse, final = objective.image(opt.best), finish(objective.image(opt.best), scaled, cfg)
+            if interrupted:
+                break
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise PainterlyError(
             f"out of memory at {out_size[0]}x{out_size[1]} on {device}: try a smaller --size", ExitCode.RUNTIME
@@ -145,15 +194,18 @@ def run(
         if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
             raise
         raise PainterlyError(f"out of memory at {out_size[0]}x{out_size[1]} on {device}", ExitCode.RUNTIME) from exc
-    image = to_pil(opt.best_image())
+    image = to_pil(final)
+    if image.size != tuple(out_size):  # interrupted before the last stage: hand out the requested size
+        image = image.resize(out_size, PIL.Image.Resampling.BICUBIC)
     if alpha is not None:
         image.putalpha(resize(alpha, image.size))
-    metadata = _metadata(cfg, extractor, device, content, style, opt, setup, time.perf_counter() - t0, interrupted)
+    total_s = time.perf_counter() - t0
+    metadata = _metadata(cfg, extractor, device, content, style, history, schedule, setup, total_s, interrupted)
     if len(as_list(style)) > 1 or mask is not None:
         styles, masks = as_list(style), as_list(mask)
         metadata["inputs"].update(style=[_describe(s) for s in styles], mask=[_describe(m) for m in masks])
     image.info["painterly"] = metadata
-    return Result(image, metadata, opt.history, interrupted)
+    return Result(image, metadata, history, interrupted)
 
 
 def _describe(source: ImageSource | None) -> str | None:
@@ -162,8 +214,8 @@ def _describe(source: ImageSource | None) -> str | None:
     return str(source) if not isinstance(source, PIL.Image.Image | Tensor) else f"<{type(source).__name__}>"
 
 
-def _metadata(cfg, extractor, device, content, style, opt, setup, total, interrupted) -> dict:  # noqa: ANN001
-    last = opt.history[-1] if opt.history else {}
+def _metadata(cfg, extractor, device, content, style, history, schedule, setup, total, interrupted) -> dict:  # noqa: ANN001
+    last = history[-1] if history else {}
     return {
         "painterly": __version__,
         "mode": cfg.mode,
@@ -182,13 +234,13 @@ def _metadata(cfg, extractor, device, content, style, opt, setup, total, interru
             "setup_s": round(setup, 3),
             "optimize_s": round(last.get("elapsed", 0.0), 3),
             "total_s": round(total, 3),
-            "per_iteration_s": round(last.get("elapsed", 0.0) / max(1, len(opt.history)), 4),
+            "per_iteration_s": round(last.get("elapsed", 0.0) / max(1, len(history)), 4),
         },
-        "iterations_run": len(opt.history),
+        "iterations_run": len(history),
+        "scales": [{"size": list(size), "iterations": n} for size, n in schedule],
         "interrupted": interrupted,
-        "initial_loss": opt.history[0]["total"] if opt.history else None,
-        "final_losses": {k: v for k, v in last.items() if k not in ("iteration", "elapsed")},
-        "best_loss": opt.best_loss,
+        "initial_loss": history[0]["total"] if history else None,
+        "final_losses": {k: v for k, v in last.items() if k not in ("iteration", "elapsed", "scale")},
     }
 
 

@@ -68,6 +68,8 @@ RUN_OPTIONS = [
     ("--noise-amplitude", "noise_amplitude", float, "Noise amplitude in 0-1 pixel units. [0.5]"),
     ("--seed", "seed", int, "Random seed for the initial noise. [0]"),
     ("--device", "device", _choice(config.Device), "auto picks CUDA, then MPS, then CPU. [auto]"),
+    ("--scales", "scales", int, "Coarse-to-fine stages; 1 = single scale. [auto: halving down to --min-size]"),
+    ("--min-size", "min_size", int, "Long side of the coarsest stage. [128]"),
     ("--style-blend", "style_blend", str, "Weights of several --style images, e.g. 0.7,0.3. [equal]"),
     ("--preserve-color", "preserve_color", _choice(config.PreserveColor), "Keep the photo's colours. [none]"),
     ("--strength", "strength", float, "Style strength 0..1: 0.5 = the preset's weights; +0.25 = 10x style. [0.5]"),

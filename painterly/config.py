@@ -114,6 +114,8 @@ class RunConfig:
     noise_amplitude: float = 0.5  # noise = ImageNet mean + amplitude * U(-1, 1), in 0-1 pixel units
     seed: int = 0
     device: Device = "auto"
+    scales: int | None = None  # coarse-to-fine stages; None: as many as halve the size down to min_size
+    min_size: int = 128  # long side of the coarsest stage
     # Creative control (issue 5). Images (extra styles, masks) are inputs to api.run, never config.
     style_blend: tuple[float, ...] = ()  # one weight per style, normalised to sum 1; () = equal
     preserve_color: PreserveColor = "none"  # luminance-only transfer, or recolour the style first
@@ -139,6 +141,8 @@ class RunConfig:
             ("noise-amplitude", 0 <= self.noise_amplitude <= 1),
             ("tv-power", self.tv_power > 0),
             ("tol", self.tol is None or self.tol >= 0),
+            ("scales", self.scales is None or (isinstance(self.scales, int) and 1 <= self.scales <= 8)),
+            ("min-size", isinstance(self.min_size, int) and 8 <= self.min_size <= MAX_SIDE),
             ("strength", isinstance(self.strength, int | float) and 0 <= self.strength <= 1),
         ]
         checks += [

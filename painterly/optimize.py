@@ -20,8 +20,10 @@ class Progress:
     iteration: int  # 1-based
     total: int
     losses: dict[str, float]  # content, style, tv, total (weighted)
-    elapsed: float  # seconds since the optimisation started
+    elapsed: float  # seconds since the run's optimisation started
     _image: Callable[[], Tensor] = field(repr=False)
+    scale: int = 1  # coarse-to-fine: which scale (1-based) of ``scales`` this iteration belongs to
+    scales: int = 1
 
     def image(self) -> Tensor:
         """The image this iteration evaluated, RGB in [0, 1], (1, 3, H, W), detached and clamped."""
@@ -43,8 +45,15 @@ class PixelOptimizer:
         iterations: int = 300,
         tol: float | None = None,
         window: int = 20,
+        *,
+        numbering: tuple[int, int, int, int] | None = None,
+        start: float | None = None,
     ) -> None:
+        """``numbering`` = (iterations done before this stage, run total, scale, scales) for the events of a
+        coarse-to-fine run; ``start`` = its ``time.perf_counter()`` origin."""
         self.objective, self.to_image = objective, to_image
+        self.numbering = numbering or (0, iterations, 1, 1)
+        self.start = start
         self.v = init.detach().clone().requires_grad_(True)
         self.iterations, self.tol, self.window = iterations, tol, window
         if optimizer == "lbfgs":
@@ -74,20 +83,19 @@ class PixelOptimizer:
         return terms["total"]
 
     def steps(self) -> Iterator[Progress]:
-        start = time.perf_counter()
-        for i in range(1, self.iterations + 1):
+        start = self.start if self.start is not None else time.perf_counter()
+        done, total, scale, scales = self.numbering
+        for i in range(done + 1, done + self.iterations + 1):
             self.opt.step(self._evaluate)
-            losses, evaluated = self._terms, self._evaluated
-            self.history.append({"iteration": i, **losses, "elapsed": time.perf_counter() - start})
-            yield Progress(
-                i, self.iterations, losses, time.perf_counter() - start, lambda e=evaluated: self.to_image(e)
-            )
+            losses, evaluated, elapsed = self._terms, self._evaluated, time.perf_counter() - start
+            self.history.append({"iteration": i, **losses, "elapsed": elapsed, "scale": scale})
+            yield Progress(i, total, losses, elapsed, lambda e=evaluated: self.to_image(e), scale, scales)
             if not math.isfinite(losses["total"]) or self._converged():
                 return
 
     def _converged(self) -> bool:
         """Relative improvement of the best loss over the last ``window`` iterations is below ``tol``."""
-        if self.tol is None or len(self.history) <= self.window:
+        if self.tol is None or len(self.history) <= self.window:  # history of this stage only
             return False
         before = min(h["total"] for h in self.history[: -self.window])
         return before - self.best_loss < self.tol * abs(before)

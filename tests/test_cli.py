@@ -80,7 +80,8 @@ def test_a_folder_of_photos_gives_one_output_each(tmp_path, content_path, style_
     out = tmp_path / "results"
     assert main(["stylize", str(folder), "--style", style_path, "-o", str(out), "--size", "32",
                  "--iterations", "2", *FAST]) == 0  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["one.json", "one.png", "two.json", "two.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["one.png", "two.png"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["one.json", "two.json"]
 
 
 def test_config_file_sets_options_and_the_command_line_wins(tmp_path, content_path, style_path):
@@ -221,3 +222,14 @@ def test_out_of_memory_is_a_runtime_error_with_no_output(tmp_path, content_path,
 def test_empty_folder_of_content_is_a_usage_error(tmp_path, style_path):
     (tmp_path / "empty").mkdir()
     assert main(["stylize", str(tmp_path / "empty"), "--style", style_path, "-o", str(tmp_path / "r"), *FAST]) == 2
+
+
+def test_coarse_to_fine_runs_every_stage_and_ends_at_the_requested_size(tmp_path, content_path, style_path):
+    out = tmp_path / "o.png"
+    meta = _run_ok(["stylize", content_path, "--style", style_path, "-o", str(out), "--size", "64",
+                    "--min-size", "16", "--iterations", "9"])  # fmt: skip
+    sizes = [tuple(stage["size"]) for stage in meta["scales"]]
+    assert [stage["iterations"] for stage in meta["scales"]] == [3, 3, 3]
+    assert sizes[-1] == (64, 48) and sizes[0][0] < sizes[1][0] < 64
+    assert min(sizes[0]) >= 16  # 4 poolings before relu5_1
+    assert meta["iterations_run"] == 9 and Image.open(out).size == (64, 48)
