@@ -93,8 +93,8 @@ def at_size(
     - ``luminance``: content and styles become their luminance Y (style Y matched to the content's mean and
       standard deviation); ``finish`` puts the content's chroma back.
     - ``histogram``: each style is recoloured to the content's colour mean and covariance, then clamped."""
-    photo = to_tensor(resize(inputs.content, out_size), device) if inputs.content is not None else None
-    styles = [to_tensor(resize(s, size), device) for s, size in zip(inputs.styles, style_sizes, strict=True)]
+    photo = _tensor(inputs.content, out_size, device) if inputs.content is not None else None
+    styles = [_tensor(s, size, device) for s, size in zip(inputs.styles, style_sizes, strict=True)]
     content = photo
     if cfg.preserve_color == "luminance":
         y_content = luminance(photo)
@@ -104,6 +104,12 @@ def at_size(
         styles = [match_color(s, photo).clamp(0, 1) for s in styles]
     masks = [_mask_tensor(m, out_size, device) for m in inputs.masks] or None
     return Scaled(content, styles, masks, photo)
+
+
+def _tensor(image: Image.Image, size: tuple[int, int], device: torch.device | str) -> Tensor:
+    """Resized (1, 3, H, W) tensor, contiguous: ``to_tensor`` gives channels-last memory, which would leak
+    into the optimised image (through masks' compositing and coarse-to-fine upsampling) and its gradient."""
+    return to_tensor(resize(image, size), device).contiguous()
 
 
 def _mask_tensor(mask: Image.Image, size: tuple[int, int], device: torch.device | str) -> Tensor:

@@ -127,7 +127,7 @@ class Objective:
         self.region = self.content_net = None
         if masks and content is not None:
             self.region = torch.stack(list(masks)).amax(0).contiguous()  # (1, 1, H, W): union of the regions
-            self.content_net = extractor.pixels.to_net(content)
+            self.content_net = extractor.pixels.to_net(content).contiguous()  # to_tensor's are channels-last
 
     def composite(self, v: Tensor) -> Tensor:
         """v inside the masked region, the content outside it (grey blends). Network space is an affine
@@ -138,7 +138,8 @@ class Objective:
 
     def image(self, v: Tensor) -> Tensor:
         """The RGB image in [0, 1] that the optimiser's v stands for."""
-        return self.extractor.pixels.from_net(self.composite(v.detach())).clamp(0, 1)
+        # contiguous: a channels-last image would make the next stage's L-BFGS gradient unflattenable
+        return self.extractor.pixels.from_net(self.composite(v.detach())).clamp(0, 1).contiguous()
 
     def __call__(self, v: Tensor) -> dict[str, Tensor]:
         cfg = self.cfg

@@ -85,6 +85,7 @@ def test_histogram_mode_recolours_the_style_before_transfer(content_path, style_
 
     cfg = build_config("stylize", {**FAST, "preserve_color": "histogram"})
     scaled = at_size(load_inputs(cfg, content_path, style_path), cfg, (48, 36), [(48, 48)])
+    assert scaled.photo.is_contiguous() and scaled.styles[0].is_contiguous()  # channels-last breaks L-BFGS
     raw = to_tensor(resize(Image.open(style_path).convert("RGB"), (48, 48)))
     mu_c, cov_c = color_stats(scaled.photo)
     (mu, cov), (mu_raw, cov_raw) = color_stats(scaled.styles[0]), color_stats(raw)
