@@ -127,8 +127,13 @@ def losses_csv(history: Sequence[dict[str, float]]) -> str:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
     for record in history:
-        writer.writerow([int(record["iteration"]), *(repr(float(record.get(k, 0.0))) for k in columns[1:])])
+        writer.writerow([int(record["iteration"]), *(_csv_number(record.get(k, 0.0)) for k in columns[1:])])
     return text.getvalue()
+
+
+def _csv_number(value: float) -> str:
+    """Integers (e.g. a coarse-to-fine stage number) as integers, floats at full precision."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else repr(float(value))
 
 
 def loss_figure(history: Sequence[dict[str, float]], title: str = "losses") -> Figure:
@@ -145,6 +150,9 @@ def loss_figure(history: Sequence[dict[str, float]], title: str = "losses") -> F
         values = [r.get(term, 0.0) for r in history]
         if any(v > 0 and math.isfinite(v) for v in values):
             ax.plot(steps, [v if v > 0 and math.isfinite(v) else math.nan for v in values], style, label=term, lw=1.5)
+    for prev, record in zip(history, history[1:], strict=False):  # coarse-to-fine: mark where each stage starts
+        if record.get("scale", 1) != prev.get("scale", 1):
+            ax.axvline(record["iteration"] - 0.5, color="0.6", ls="--", lw=1)
     ax.set_yscale("log")
     totals = [r["total"] for r in history if r.get("total", 0) > 0 and math.isfinite(r["total"])]
     if totals:  # a term near 0 (content at iteration 1, which starts from the photo) would squash the rest

@@ -110,6 +110,13 @@ def test_loss_plot_draws_one_curve_per_nonzero_term_on_a_log_scale() -> None:
     assert png.format == "PNG" and png.size == (640, 360)
 
 
+def test_loss_plot_marks_where_each_coarse_to_fine_stage_starts() -> None:
+    history = [{**r, "scale": 1 if r["iteration"] <= 3 else 2} for r in _history(6)]
+    ax = loss_figure(history).axes[0]
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [3.5]
+    assert losses_csv(history).splitlines()[4].endswith(",2")  # the stage number stays an integer
+
+
 def test_sheet_scales_every_panel_to_the_same_height() -> None:
     panels = [("a", Image.new("RGB", (200, 100), "red")), ("b", Image.new("RGB", (30, 60), "blue"))]
     sheet = layout.sheet(panels, height=50)
