@@ -13,8 +13,8 @@ from typing import get_args
 import click
 from tqdm import tqdm
 
-from painterly import __version__, config, layout
-from painterly.api import Result, backbone_for, pick_device, run
+from painterly import __version__, config, layout, memory
+from painterly.api import Result, backbone_for, pick_device, run, scale_schedule
 from painterly.backbone import PainterlyWarning, load_backbone
 from painterly.config import RunConfig, build_config, parse_layers, resolve_layer
 from painterly.errors import ExitCode, PainterlyError
@@ -74,6 +74,7 @@ RUN_OPTIONS = [
     ("--preserve-color", "preserve_color", _choice(config.PreserveColor), "Keep the photo's colours. [none]"),
     ("--strength", "strength", float, "Style strength 0..1: 0.5 = the preset's weights; +0.25 = 10x style. [0.5]"),
     ("--style-loss", "style_loss", _choice(config.StyleLoss), "gram or wasserstein (mean/covariance). [gram]"),
+    ("--precision", "precision", _choice(config.Precision), "Trunk precision; auto = bf16 autocast on CUDA. [auto]"),
 ]
 
 
@@ -175,7 +176,8 @@ def _run_and_save(  # noqa: ANN001
     write_json(sidecar(out, ".json"), result.metadata)
     recorder.finish(result.image, result.metadata, result.history, content, style)
     if result.interrupted:
-        raise KeyboardInterrupt(f"interrupted: saved the best image so far to {out}")
+        # not KeyboardInterrupt: click turns that into a bare Abort and the message would be lost
+        raise PainterlyError(f"interrupted: saved the best image so far to {out}", ExitCode.INTERRUPTED)
     if not quiet:
         click.echo(f"wrote {out} ({result.metadata['timings']['total_s']:.1f} s)", err=True)
     return result
@@ -377,6 +379,40 @@ def _sweep_values(field: str, text: str) -> list:
         raise PainterlyError(f"{flag}: {exc.format_message()}") from exc
 
 
+@cli.command()
+@click.argument("content", required=False)
+@click.option("--mode", type=_choice(config.Mode), default="stylize", show_default=True, help="What the run does.")
+@run_options
+def estimate(content: str | None, mode: str, quiet: bool, config_file: str | None, **values) -> None:
+    """Estimated peak memory and seconds per iteration of a run at --size on this machine.
+
+    Give CONTENT (or --size WxH) for the exact aspect; otherwise the output is square, the worst case for a
+    long side. Nothing is loaded but the image header; time comes from a 0.1 s calibration convolution."""
+    cfg = _options(mode, values, config_file)
+    if content is not None:
+        size = fit_size(*load_image(content).size, cfg.size)
+    else:
+        size = cfg.size if isinstance(cfg.size, tuple) else (cfg.size, cfg.size)
+    device = pick_device(cfg.device)
+    available, gflops = memory.available_bytes(device), memory.calibrate(device.type)
+    path = None if memory.tiling_supported(cfg) else "plain"
+    stages = scale_schedule(size, cfg, memory.smallest_side(cfg))
+    plans = [memory.estimate(cfg, s, iterations=n, available=available, gflops=gflops, path=path) for s, n in stages]
+    final = plans[-1]
+    how = f"tiled path, {final.tile} px tiles" if final.path == "tiled" else "plain path"
+    free = f"{memory.describe(available)} available" if available else "available memory unknown"
+    click.echo(f"peak memory: {memory.describe(final.peak_bytes)} at {size[0]}x{size[1]} ({how}; {free})")
+    total = sum(p.seconds_per_iteration * n for p, (_, n) in zip(plans, stages, strict=True))
+    click.echo(
+        f"time: {final.seconds_per_iteration:.3g} s/iteration at {size[0]}x{size[1]} "
+        f"({final.flops / 1e9:.0f} GFLOP at {gflops:.0f} GFLOP/s measured on {device.type}); "
+        f"whole run ~{total:.0f} s for {cfg.iterations} iterations over {len(stages)} scale(s)"
+    )
+    if available and final.peak_bytes > memory.HEADROOM * available:
+        largest = memory.largest_fitting(cfg, size, available, path=path)
+        click.echo(f"does not fit: the largest size that fits is about --size {largest}")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     click.secho(f"painterly: WARNING: {message}", fg="yellow", bold=True, err=True)
 
@@ -389,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             cli.main(args=list(argv) if argv is not None else None, prog_name="painterly", standalone_mode=False)
         except PainterlyError as err:
-            click.echo(f"painterly: error: {err}", err=True)
+            kind = "" if err.exit_code == ExitCode.INTERRUPTED else "error: "
+            click.echo(f"painterly: {kind}{err}", err=True)
             return int(err.exit_code)
         except click.exceptions.Exit as exc:  # --help, --version
             return exc.exit_code

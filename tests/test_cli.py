@@ -233,3 +233,40 @@ def test_coarse_to_fine_runs_every_stage_and_ends_at_the_requested_size(tmp_path
     assert sizes[-1] == (64, 48) and sizes[0][0] < sizes[1][0] < 64
     assert min(sizes[0]) >= 16  # 4 poolings before relu5_1
     assert meta["iterations_run"] == 9 and Image.open(out).size == (64, 48)
+
+
+def test_a_real_sigint_saves_the_best_image_and_exits_130(tmp_path, content_path, style_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o.png"
+    args = [
+        sys.executable,
+        "-c",
+        "from painterly.cli import entry_point; entry_point()",
+        "stylize",
+        content_path,
+        "-s",
+        style_path,
+        "-o",
+        str(out),
+        "--size",
+        "64",
+        "--iterations",
+        "100000",
+        "--weights",
+        "random",
+    ]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "5/100000" not in seen and time.monotonic() < deadline:  # tqdm's counter: a few iterations ran
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.exists() and "saved the best image so far" in err and "Traceback" not in err
+    assert json.loads(out.with_suffix(".json").read_text())["interrupted"] is True
