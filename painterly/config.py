@@ -26,6 +26,7 @@ Init = Literal["content", "noise", "style"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 PreserveColor = Literal["none", "luminance", "histogram"]
 StyleLoss = Literal["gram", "wasserstein"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Size = int | tuple[int, int]
 
 MAX_SIDE = 8192  # beyond this a single image needs > 24 GiB just for VGG's first block
@@ -98,7 +99,7 @@ class RunConfig:
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[tuple[str, float], ...] = tuple((f"relu{i}_1", 0.2) for i in range(1, 6))
     content_weight: float = 1.0
-    style_weight: float = 1.0
+    style_weight: float = 10.0
     tv_weight: float = 0.0
     content_norm: ContentNorm = "target"
     gram_norm: GramNorm = "hw"
@@ -121,6 +122,7 @@ class RunConfig:
     preserve_color: PreserveColor = "none"  # luminance-only transfer, or recolour the style first
     strength: float = 0.5  # style weight x 10^(4 (strength - 0.5)): 0.5 keeps the preset's weights
     style_loss: StyleLoss = "gram"  # wasserstein: mean/covariance W2, always target-normalised
+    precision: Precision = "auto"  # trunk under autocast: auto = bf16 on CUDA, float32 elsewhere (issue 6)
 
     def __post_init__(self) -> None:
         for name, kind in [
@@ -130,6 +132,7 @@ class RunConfig:
             ("preserve_color", PreserveColor), ("style_loss", StyleLoss),
         ]:  # fmt: skip
             _choice(getattr(self, name), kind, name.replace("_", "-"))
+        _choice(self.precision, Precision, "precision")
         sides = (self.size,) if isinstance(self.size, int) else self.size
         if not all(isinstance(s, int) and 8 <= s <= MAX_SIDE for s in sides):
             raise PainterlyError(f"invalid size {self.size!r}: each side must be between 8 and {MAX_SIDE} px")

@@ -141,3 +141,12 @@ def test_keras_vgg16_preset_is_the_post():
     assert (c.content_weight, c.content_norm, c.style_norm) == (0.02, "sum", "keras-vgg16")
     assert (c.tv_weight, c.tv_loss, c.tv_power) == (0.995, "keras", 1.25)
     assert (c.optimizer, c.iterations, c.init, c.noise_amplitude * 255) == ("lbfgs", 200, "noise", pytest.approx(128))
+
+
+def test_runconfig_defaults_are_the_default_preset():
+    from painterly.presets import PRESETS
+
+    plain = RunConfig()
+    for key, value in PRESETS["default"].values.items():
+        assert getattr(build_config("stylize", {}), key) == getattr(plain, key), key
+        assert key in ("content_layers", "style_layers") or getattr(plain, key) == value, key
