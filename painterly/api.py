@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor
 
-from painterly import __version__
+from painterly import __version__, memory
 from painterly.backbone import IMAGENET_MEAN, FeatureExtractor, load_backbone
 from painterly.config import RunConfig, build_config
 from painterly.control import Sources, as_list, at_size, finish, load_inputs
@@ -23,6 +23,8 @@ from painterly.errors import ExitCode, PainterlyError
 from painterly.images import ImageSource, fit_size, resize, to_pil
 from painterly.objective import Objective
 from painterly.optimize import PixelOptimizer, Progress
+from painterly.precision import MixedPrecisionFeatures, autocast_dtype
+from painterly.tiling import TiledFeatures, TiledObjective
 
 Callback = Callable[[Progress], None]
 
@@ -133,7 +135,8 @@ def run(
     if cfg.mode != "reconstruct" and style_im is None:
         raise PainterlyError(f"{cfg.mode} needs a style image")
     device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
-    out_size, _ = _sizes(cfg, content_im, style_im)
+    out_size, style_size = _sizes(cfg, content_im, style_im)
+    memory.check_fits(cfg, out_size, style_size, cfg.iterations, device)  # refuse before loading anything big
     try:
         extractor = extractor or backbone_for(cfg, device)
         if min(out_size) < smallest_side(extractor):
@@ -142,6 +145,7 @@ def run(
                 f">= {smallest_side(extractor)} px"
             )
         schedule = scale_schedule(out_size, cfg, smallest_side(extractor))
+        dtype = autocast_dtype(cfg.precision, device)
         setup = time.perf_counter() - t0
         opt, coarse, history, interrupted = None, None, [], False
         start, done = time.perf_counter(), 0
@@ -149,14 +153,18 @@ def run(
             style_sizes = [_sizes(cfg, content_im, s, size)[1] for s in inputs.styles]
             scaled = at_size(inputs, cfg, size, style_sizes, device)
             content_t, style_t = scaled.content, (scaled.styles[0] if scaled.styles else None)
+            plan = memory.stage_plan(cfg, size, style_sizes, iterations, device)
+            tiled = plan.path == "tiled"  # too big for one graph: exact tile-by-tile evaluation (tiling.py)
+            trunk = MixedPrecisionFeatures(extractor, dtype) if dtype else extractor
             objective = Objective(
-                extractor,
+                TiledFeatures(trunk, plan.tile) if tiled else trunk,
                 cfg,
                 content_t if cfg.mode != "texture" else None,
                 scaled.styles if cfg.mode != "reconstruct" else None,
                 blend=inputs.blend,
                 masks=scaled.masks,
             )
+            objective = TiledObjective(objective, plan.tile) if tiled else objective
             if coarse is None:
                 init = _initial_image(cfg, content_t, style_t, (1, 3, size[1], size[0])).to(device)
             else:  # coarse-to-fine: the previous stage's best, upsampled (Gatys et al. 2017, sec. 5)
@@ -171,6 +179,7 @@ def run(
                 cfg.tol,
                 numbering=(done, cfg.iterations, k + 1, len(schedule)),
                 start=start,
+                history_size=plan.history,
             )
             try:
                 for progress in opt.steps():

@@ -48,9 +48,11 @@ class PixelOptimizer:
         *,
         numbering: tuple[int, int, int, int] | None = None,
         start: float | None = None,
+        history_size: int = 100,
     ) -> None:
         """``numbering`` = (iterations done before this stage, run total, scale, scales) for the events of a
-        coarse-to-fine run; ``start`` = its ``time.perf_counter()`` origin."""
+        coarse-to-fine run; ``start`` = its ``time.perf_counter()`` origin; ``history_size``: L-BFGS pairs kept
+        (memory.py shortens it for very large images: one pair is two image-sized vectors)."""
         self.objective, self.to_image = objective, to_image
         self.numbering = numbering or (0, iterations, 1, 1)
         self.start = start
@@ -60,7 +62,7 @@ class PixelOptimizer:
             # max_iter=1: one evaluation per step() so every evaluation is reported. History persists across
             # calls. Negative tolerances: never stop on L-BFGS's own tests (a complaint about other tools).
             self.opt = torch.optim.LBFGS(
-                [self.v], lr=lr, max_iter=1, history_size=100, tolerance_grad=-1, tolerance_change=-1
+                [self.v], lr=lr, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1
             )
         else:
             self.opt = torch.optim.Adam([self.v], lr=lr)
