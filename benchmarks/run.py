@@ -1,0 +1,364 @@
+"""Speed and scale benchmark (issue 6), run on demand: writes docs/benchmarks.md.
+
+    python benchmarks/run.py [--out docs/benchmarks.md] [--quick]
+
+Three tables, each measured in this run with random-feature weights (nothing downloaded):
+(i)   seconds per iteration at 256/512/1024 px and % of the ceiling: a large 3x3 convolution timed in the same
+      process, against the FLOPs of the layers evaluated (convs and Grams, forward + backward to the image);
+(ii)  time to the naive baseline's final loss at 512 and 1024 px: the baseline is written below the way the
+      classic tutorials do it; both losses are our Objective's at full resolution;
+(iii) peak resident memory per size (each size in its own process) and the largest size that runs.
+Every measurement runs in a child process so its peak RSS is its own."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from painterly import api, memory
+from painterly.api import backbone_for
+from painterly.backbone import build_trunk, init_random
+from painterly.config import VGG_LAYERS, RunConfig, build_config
+from painterly.control import at_size, load_inputs
+from painterly.images import fit_size
+from painterly.objective import Objective
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+CONTENT, STYLE = DATA / "content" / "tubingen.jpg", DATA / "style" / "starry_night.jpg"
+CPU = torch.device("cpu")
+
+
+# --- measurements (run in child processes) ---------------------------------------------------------------
+
+
+def ceiling_gflops() -> float:
+    """GFLOP/s of a large 3x3 convolution, 256 -> 256 channels on 128x128, forward, best of 3."""
+    x, w = torch.randn(1, 256, 128, 128), torch.randn(256, 256, 3, 3)
+    best = math.inf
+    with torch.no_grad():
+        F.conv2d(x, w, padding=1)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            best = min(best, time.perf_counter() - t0)
+    return 2 * 256 * 256 * 9 * 128 * 128 / best / 1e9
+
+
+def iteration_flops(cfg: RunConfig, extractor: nn.Module, size: tuple[int, int]) -> float:
+    """FLOPs of one evaluation: every conv up to the deepest loss layer and every Gram, forward, times 2
+    (the backward to the image costs one transposed conv per conv, and D·F per Gram; no weight gradients)."""
+    h, w = size[1], size[0]
+    flops = 0.0
+    channels = {}
+    for i, m in enumerate(extractor.body):
+        if isinstance(m, nn.Conv2d):
+            flops += 2 * m.in_channels * m.out_channels * 9 * h * w
+            c = m.out_channels
+        elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
+            h, w = h // 2, w // 2
+        channels[i] = (c if isinstance(m, nn.Conv2d | nn.ReLU) else channels.get(i - 1, (3,))[0], h * w)
+    for name, _ in cfg.style_layers:
+        c, hw = channels[extractor.layers[name]]
+        flops += 2 * c * c * hw
+    return 2 * flops
+
+
+def worker_speed(size: int, iterations: int, scales: int) -> dict:
+    """s/iteration (median after a warm-up iteration), ceiling, FLOPs and peak RSS of a run at ``size``."""
+    ceiling = ceiling_gflops()
+    cfg = build_config("stylize", {"weights": "random", "size": size, "iterations": iterations, "scales": scales})
+    built, objective_class = [], api.Objective
+
+    def timed_objective(*args: object, **kwargs: object) -> Objective:  # to take target time out of 1 iteration
+        t0 = time.perf_counter()
+        objective = objective_class(*args, **kwargs)
+        built.append(time.perf_counter() - t0)
+        return objective
+
+    api.Objective = timed_objective
+    result = api.run(cfg, str(CONTENT), str(STYLE))
+    times = [h["elapsed"] for h in result.history]
+    steps = sorted(b - a for a, b in zip(times, times[1:], strict=False)) or [times[0] - sum(built)]
+    out_size = result.image.size
+    plan = memory.stage_plan(cfg, out_size, [out_size], iterations)
+    extractor = backbone_for(cfg, CPU)
+    return {
+        "size": list(out_size),
+        "s_per_it": steps[len(steps) // 2],
+        "ceiling_gflops": ceiling,
+        "flops": iteration_flops(cfg, extractor, out_size),
+        "path": plan.path,
+        "tile": plan.tile,
+        "estimated_peak": memory.estimate(cfg, out_size, iterations=iterations, path=plan.path, gflops=1.0).peak_bytes,
+        "estimated_s_per_it": memory.estimate(
+            cfg, out_size, iterations=iterations, path=plan.path
+        ).seconds_per_iteration,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "total_s": result.metadata["timings"]["total_s"],
+    }
+
+
+class ContentLoss(nn.Module):
+    """The classic tutorial's loss module: holds its target, records its loss in forward, passes x through."""
+
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        self.target = target.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.loss = (x - self.target).pow(2).mean() / (self.target.pow(2).mean() + 1e-8)
+        return x
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    f = x.view(b * c, h * w)
+    return f @ f.t() / (h * w)
+
+
+class StyleLoss(nn.Module):
+    def __init__(self, target_feature: torch.Tensor, weight: float):
+        super().__init__()
+        self.target, self.weight = _gram(target_feature).detach(), weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = _gram(x)
+        self.loss = self.weight * (g - self.target).pow(2).sum() / (self.target.pow(2).sum() + 1e-8)
+        return x
+
+
+class Normalization(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(-1, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(-1, 1, 1)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return (img - self.mean) / self.std
+
+
+def naive_baseline(cfg: RunConfig, content: torch.Tensor, style: torch.Tensor, evaluations: int) -> tuple:
+    """The PyTorch tutorial's recipe: the whole VGG19 feature stack with loss modules inserted after the
+    loss layers, targets stored on the modules, L-BFGS (default settings: 20 evaluations per step) on the RGB
+    image from the content photo, clamped in the closure; single scale. Same weights, layers, norms and
+    weights as ``cfg`` (our default objective). Returns (image, [(seconds, loss) per evaluation])."""
+    t0 = time.perf_counter()
+    trunk = build_trunk(cfg.backbone, cfg.pooling)  # all 37 modules: nothing trimmed
+    init_random(trunk, 0)
+    trunk.requires_grad_(False)
+    by_index = {i: n for n, i in VGG_LAYERS[cfg.backbone].items()}
+    style_w = dict(cfg.style_layers)
+    model, content_losses, style_losses = nn.Sequential(Normalization()), [], []
+    for i, layer in enumerate(trunk):
+        model.add_module(str(i), layer)
+        name = by_index.get(i)
+        if name in cfg.content_layers:
+            loss = ContentLoss(model(content))
+            model.add_module(f"content_{name}", loss)
+            content_losses.append(loss)
+        if name in style_w:
+            loss = StyleLoss(model(style), style_w[name])
+            model.add_module(f"style_{name}", loss)
+            style_losses.append(loss)
+    image = content.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([image])
+    trace = []
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        optimizer.zero_grad()
+        model(image)
+        c = sum(m.loss for m in content_losses) / len(content_losses)
+        s = sum(m.loss for m in style_losses)
+        loss = cfg.content_weight * c + cfg.style_weight * s
+        loss.backward()
+        trace.append((time.perf_counter() - t0, float(loss)))
+        return loss
+
+    while len(trace) < evaluations:
+        optimizer.step(closure)
+    with torch.no_grad():
+        image.clamp_(0, 1)
+    return image.detach(), trace[:evaluations]
+
+
+def worker_quality(size: int, evaluations: int, budget: int) -> dict:
+    """(ii): the naive baseline for ``evaluations`` evaluations, then our default run until it reaches the
+    baseline's final loss (our Objective at full resolution, on both final images)."""
+    cfg = build_config("stylize", {"weights": "random", "size": size, "iterations": budget})
+    inputs = load_inputs(cfg, str(CONTENT), str(STYLE))
+    out = fit_size(*inputs.content.size, size)
+    style_size = api._sizes(cfg, inputs.content, inputs.styles[0])[1]
+    scaled = at_size(inputs, cfg, out, [style_size])
+    naive_image, trace = naive_baseline(cfg, scaled.content, scaled.styles[0], evaluations)
+    extractor = backbone_for(cfg, CPU)
+    objective = Objective(extractor, cfg, scaled.content, scaled.styles)
+    with torch.no_grad():
+        target = float(objective(extractor.pixels.to_net(naive_image))["total"])
+    naive_s = next((t for t, loss in trace if loss <= target * 1.001), trace[-1][0])
+    reached: dict = {}
+
+    def stop_when_reached(p: api.Progress) -> None:
+        if p.scale == p.scales and p.losses["total"] <= target and not reached:
+            reached.update(seconds=p.elapsed, iteration=p.iteration)
+            raise KeyboardInterrupt  # api.run returns the best so far; the benchmark needs no more
+        if p.elapsed > naive_s:
+            raise KeyboardInterrupt  # slower than the baseline: the target is missed, stop measuring
+
+    t0 = time.perf_counter()
+    result = api.run(cfg, str(CONTENT), str(STYLE), callbacks=[stop_when_reached])
+    setup = result.metadata["timings"]["setup_s"]
+    ours_s = reached["seconds"] + setup if reached else None
+    best = min(h["total"] for h in result.history if h["scale"] == len(result.metadata["scales"]))
+    return {
+        "size": list(out),
+        "naive_evaluations": evaluations,
+        "naive_s": naive_s,
+        "target_loss": target,
+        "ours_s": ours_s,
+        "ours_wall_s": time.perf_counter() - t0,
+        "ours_iterations": reached.get("iteration"),
+        "ours_best_loss": best,
+        "schedule": result.metadata["scales"],
+    }
+
+
+# --- orchestration ---------------------------------------------------------------------------------------
+
+
+def child(kind: str, **kwargs: object) -> dict:
+    """Run one measurement in a fresh process; its last stdout line is the JSON result."""
+    cmd = [sys.executable, __file__, "--worker", json.dumps({"kind": kind, **kwargs})]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall_s": time.perf_counter() - t0, **kwargs}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(kind, kwargs, "->", result, f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return result
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f}"
+
+
+def report(speed: list, quality: list, scale: list, command: str, started: float) -> str:
+    load = os.getloadavg()
+    lines = [
+        "# Benchmarks (issue 6)",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; command: `{command}`",
+        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{gib(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))} GiB RAM, Linux {platform.release()}; "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
+        f"whole benchmark {(time.perf_counter() - started) / 60:.1f} min",
+        "- weights: random (`--weights random`); content tubingen.jpg, style starry_night.jpg (../shared/data); "
+        "default objective (VGG19 avg-pool, relu1_1..relu5_1 Gram + relu4_2 content, L-BFGS)",
+        "- GPU: none was available to this task, so there is no GPU table.",
+        "",
+        "## (i) Seconds per iteration and % of the measured ceiling",
+        "",
+        "| size | s/iteration | GFLOP/iteration | achieved GFLOP/s | ceiling GFLOP/s | % of ceiling | estimate s/it |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in speed:
+        if "error" in r:
+            lines.append(f"| {r['size']} | failed: {r['error']} | | | | | |")
+            continue
+        achieved = r["flops"] / r["s_per_it"] / 1e9
+        lines.append(
+            f"| {r['size'][0]}x{r['size'][1]} | {r['s_per_it']:.2f} | {r['flops'] / 1e9:.0f} | {achieved:.1f} | "
+            f"{r['ceiling_gflops']:.1f} | {100 * achieved / r['ceiling_gflops']:.0f} % | "
+            f"{r['estimated_s_per_it']:.2f} |"
+        )
+    lines += [
+        "",
+        "## (ii) Time to the naive baseline's final loss",
+        "",
+        "| size | naive: evaluations, seconds | target loss | ours: seconds (iteration) | ours / naive |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in quality:
+        if "error" in r:
+            lines.append(f"| {r['size']} | failed: {r['error']} | | | |")
+            continue
+        ours = (
+            f"{r['ours_s']:.0f} ({r['ours_iterations']})"
+            if r["ours_s"]
+            else f"not reached (best {r['ours_best_loss']:.4g})"
+        )
+        ratio = f"1/{r['naive_s'] / r['ours_s']:.1f}" if r["ours_s"] else "-"
+        lines.append(
+            f"| {r['size'][0]}x{r['size'][1]} | {r['naive_evaluations']}, {r['naive_s']:.0f} | {r['target_loss']:.4g} "
+            f"| {ours} | {ratio} |"
+        )
+    lines += [
+        "",
+        "## (iii) Peak memory per size",
+        "",
+        "| size | path | peak RSS GiB | estimated peak GiB | s/iteration | run total s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in speed + scale:
+        if "error" in r:
+            lines.append(f"| {r['size']} | failed: {r['error']} | | | | |")
+            continue
+        path = r["path"] + (f" ({r['tile']} px tiles)" if r["tile"] else "")
+        lines.append(
+            f"| {r['size'][0]}x{r['size'][1]} | {path} | {gib(r['peak_rss'])} | {gib(r['estimated_peak'])} | "
+            f"{r['s_per_it']:.1f} | {r['total_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--quick", action="store_true", help="Tiny sizes: check that the script works.")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        spec = json.loads(args.worker)
+        kind = spec.pop("kind")
+        print(json.dumps({"speed": worker_speed, "quality": worker_quality}[kind](**spec)))
+        return
+    started = time.perf_counter()
+    if args.quick:
+        speed = [child("speed", size=s, iterations=3, scales=1) for s in (64, 128)]
+        quality = [child("quality", size=128, evaluations=6, budget=30)]
+        scale = [child("speed", size=256, iterations=1, scales=1)]
+    else:
+        speed = [child("speed", size=s, iterations=n, scales=1) for s, n in ((256, 4), (512, 3), (1024, 3))]
+        quality = [
+            child("quality", size=512, evaluations=40, budget=45),  # ours: at most 15 iterations per stage
+            child("quality", size=1024, evaluations=16, budget=60),
+        ]
+        scale = [child("speed", size=s, iterations=1, scales=1) for s in (2048, 4096)]
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    text = report(speed, quality, scale, command, started)
+    notes = Path(__file__).with_name("notes.md")  # hand-written analysis of the last full run
+    if notes.exists() and not args.quick:
+        text += "\n" + notes.read_text()
+    raw = json.dumps({"speed": speed, "quality": quality, "scale": scale}, indent=1)
+    Path(args.out).write_text(text + "\n<!-- raw results\n" + raw + "\n-->\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
