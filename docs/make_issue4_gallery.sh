@@ -3,7 +3,7 @@
 # grid and a screenshot of a run report. Run from anywhere after changing the default preset:
 #   bash docs/make_issue4_gallery.sh
 # Uses random-feature VGG19 weights (nothing to download) and the photos and paintings in ../shared/data.
-# About 6 minutes on 2 busy CPU cores; seconds on a GPU. Needs Chromium for the screenshot (apt-get install chromium).
+# 6 to 12 minutes on 2 shared CPU cores (measured), far less on a GPU. Needs Chromium for the screenshot (apt-get install chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p docs/issue4
