@@ -58,22 +58,17 @@ def backbone_for(cfg: RunConfig, device: torch.device) -> FeatureExtractor:
     return load_backbone(cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, layers, device)
 
 
-def _sizes(
-    cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Image | None, out: tuple | None = None
-) -> tuple:
-    """(output W, H), (style W, H). Texture: an int size is the long side with the style's aspect.
+def output_size(cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Image | None) -> tuple[int, int]:
+    """(W, H) of the result: the content fitted to ``cfg.size``; for texture, WxH exactly or the style's
+    aspect at an int long side."""
+    if content is not None:
+        return fit_size(*content.size, cfg.size)
+    return cfg.size if isinstance(cfg.size, tuple) else fit_size(*style.size, cfg.size)
 
-    ``out`` given: the size of this coarse-to-fine stage, which the style scales with."""
-    if out is not None:
-        pass
-    elif content is not None:
-        out = fit_size(*content.size, cfg.size)
-    elif isinstance(cfg.size, tuple):
-        out = cfg.size
-    else:
-        out = fit_size(*style.size, cfg.size)
-    style_size = fit_size(*style.size, max(1, round(cfg.style_scale * max(out)))) if style is not None else None
-    return out, style_size
+
+def style_size_for(cfg: RunConfig, style: PIL.Image.Image, out: tuple[int, int]) -> tuple[int, int]:
+    """The style image's (W, H) for an output (stage) of size ``out``: long side = style_scale x out's."""
+    return fit_size(*style.size, max(1, round(cfg.style_scale * max(out))))
 
 
 def scale_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) -> list[tuple[tuple[int, int], int]]:
@@ -135,7 +130,8 @@ def run(
     if cfg.mode != "reconstruct" and style_im is None:
         raise PainterlyError(f"{cfg.mode} needs a style image")
     device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
-    out_size, style_size = _sizes(cfg, content_im, style_im)
+    out_size = output_size(cfg, content_im, style_im)
+    style_size = style_size_for(cfg, style_im, out_size) if style_im is not None else None
     memory.check_fits(cfg, out_size, style_size, cfg.iterations, device)  # refuse before loading anything big
     try:
         extractor = extractor or backbone_for(cfg, device)
@@ -150,7 +146,7 @@ def run(
         opt, coarse, history, interrupted = None, None, [], False
         start, done = time.perf_counter(), 0
         for k, (size, iterations) in enumerate(schedule):
-            style_sizes = [_sizes(cfg, content_im, s, size)[1] for s in inputs.styles]
+            style_sizes = [style_size_for(cfg, s, size) for s in inputs.styles]
             scaled = at_size(inputs, cfg, size, style_sizes, device)
             content_t, style_t = scaled.content, (scaled.styles[0] if scaled.styles else None)
             plan = memory.stage_plan(cfg, size, style_sizes, iterations, device)
