@@ -203,7 +203,7 @@ def worker_quality(size: int, evaluations: int, budget: int) -> dict:
     cfg = build_config("stylize", {"weights": "random", "size": size, "iterations": budget})
     inputs = load_inputs(cfg, str(CONTENT), str(STYLE))
     out = fit_size(*inputs.content.size, size)
-    style_size = api._sizes(cfg, inputs.content, inputs.styles[0])[1]
+    style_size = api.style_size_for(cfg, inputs.styles[0], api.output_size(cfg, inputs.content, inputs.styles[0]))
     scaled = at_size(inputs, cfg, out, [style_size])
     naive_image, trace = naive_baseline(cfg, scaled.content, scaled.styles[0], evaluations)
     extractor = backbone_for(cfg, CPU)
