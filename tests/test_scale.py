@@ -1,0 +1,160 @@
+"""Speed and scale (issue 6): exact tiled evaluation, coarse-to-fine, the memory estimator, mixed precision."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor
+
+from painterly import api, memory
+from painterly.api import backbone_for
+from painterly.cli import main
+from painterly.config import build_config
+from painterly.objective import Objective
+from painterly.precision import MixedPrecisionFeatures
+from painterly.tiling import TiledFeatures, TiledObjective, geometry, tiles
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    """VGG19 with random weights up to relu5_1, built once for this module."""
+    return backbone_for(build_config("stylize", {"weights": "random"}), CPU)
+
+
+def _plain_and_tiled(cfg, extractor, tile: int, masks: list | None = None) -> tuple[dict, Tensor, dict, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 48, 64, generator=g), torch.rand(1, 3, 40, 56, generator=g)
+    v = extractor.pixels.to_net(torch.rand(1, 3, 48, 64, generator=g)).requires_grad_(True)
+    assert len(tiles(48, 64, tile, extractor)) == 4
+    results = []
+    for objective in (
+        Objective(extractor, cfg, content, style, masks=masks),
+        TiledObjective(Objective(TiledFeatures(extractor, tile), cfg, content, style, masks=masks), tile),
+    ):
+        terms = objective(v)
+        (grad,) = torch.autograd.grad(terms["total"], v)
+        results += [{k: float(t.detach()) for k, t in terms.items()}, grad]
+    return tuple(results)
+
+
+def _assert_same(plain: dict, plain_grad: Tensor, tiled: dict, tiled_grad: Tensor) -> None:
+    assert tiled == pytest.approx(plain, rel=1e-5)
+    assert torch.allclose(tiled_grad, plain_grad, rtol=1e-4, atol=1e-6 * plain_grad.abs().max())
+
+
+def test_tiled_evaluation_gives_the_plain_loss_and_gradient(trunk):
+    """relu1_1..relu5_1 and relu4_2: stride 16, halo 80; 32 px cores, so four tiles share each layer."""
+    cfg = build_config("stylize", {"weights": "random", "tv_weight": 0.1})
+    _assert_same(*_plain_and_tiled(cfg, trunk, 32))
+
+
+def test_tiled_evaluation_is_exact_across_interior_seams_with_a_soft_mask():
+    """Shallow layers: halo 6 px, so tiles end inside the image and the masked Gram is assembled per tile."""
+    cfg = build_config("stylize", {"weights": "random", "style_layers": "relu1_1,relu2_1", "content_layers": "relu2_2"})
+    mask = torch.linspace(0, 1, 64).expand(1, 1, 48, 64).contiguous()
+    _assert_same(*_plain_and_tiled(cfg, backbone_for(cfg, CPU), 32, [mask]))
+
+
+def test_tile_halo_is_the_receptive_field_reach_rounded_to_the_stride(trunk):
+    assert geometry(trunk) == (16, 80)
+    assert memory._halo(memory._layers(build_config("stylize", {}))[0], 16) == 80
+
+
+def _best_final_stage(trunk, content_path: str, style_path: str, options: dict) -> tuple[api.Result, Tensor]:
+    """A run and the float image of its best last-stage iteration (the PNG's 8-bit rounding would add noise)."""
+    best: dict = {}
+
+    def keep(p: api.Progress) -> None:
+        if p.scale == p.scales and p.losses["total"] < best.get("loss", float("inf")):
+            best.update(loss=p.losses["total"], image=p.image())
+
+    result = api.run(build_config("stylize", options), content_path, style_path, extractor=trunk, callbacks=[keep])
+    return result, best["image"]
+
+
+def _full_resolution_loss(trunk, content_path: str, style_path: str, image: Tensor) -> float:
+    """One Objective at the final size for both runs' images."""
+    h, w = image.shape[-2:]
+    content = _tensor(Image.open(content_path).convert("RGB").resize((w, h), Image.Resampling.LANCZOS))
+    style = _tensor(Image.open(style_path).convert("RGB").resize((w, w), Image.Resampling.LANCZOS))
+    objective = Objective(trunk, build_config("stylize", {}), content, style)
+    with torch.no_grad():
+        return float(objective(trunk.pixels.to_net(image))["total"])
+
+
+def test_coarse_to_fine_produces_the_requested_final_size(trunk, content_path, style_path):
+    options = {"size": 64, "iterations": 4, "weights": "random", "min_size": 32}
+    result, image = _best_final_stage(trunk, content_path, style_path, options)
+    assert result.image.size == (64, 48) and tuple(image.shape[-2:]) == (48, 64)
+    assert [s["size"] for s in result.metadata["scales"]] == [[32, 24], [64, 48]]
+
+
+@pytest.mark.xfail(
+    reason="not robust at test sizes (measured loss ratios coarse/single, same iterations split evenly): 64 px "
+    "from the content 1.25 / 0.95 / 0.95 at 8 / 12 / 16 iterations; 128 px 1.41 (content), 1.25-1.44 (texture "
+    "from noise, 3 seeds); the gain is in time at large sizes (docs/benchmarks.md, table ii)",
+    strict=False,
+)
+def test_coarse_to_fine_reaches_a_lower_full_resolution_loss_than_single_scale_in_the_same_iterations(
+    trunk, content_path, style_path
+):
+    options = {"size": 64, "iterations": 12, "weights": "random", "min_size": 32}
+    _, coarse = _best_final_stage(trunk, content_path, style_path, options)
+    _, single = _best_final_stage(trunk, content_path, style_path, {**options, "scales": 1})
+    loss = functools.partial(_full_resolution_loss, trunk, content_path, style_path)
+    assert loss(coarse) < loss(single)
+
+
+def _tensor(image: Image.Image) -> Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+
+
+def test_estimator_refuses_a_size_that_cannot_fit_with_one_line_and_exit_code_1(
+    tmp_path, content_path, style_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 2 * 2**30)
+    out = tmp_path / "out.png"
+    args = ["stylize", content_path, "-s", style_path, "-o", str(out), "--size", "8192", "--weights", "random", "-q"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "needs about" in err and "2.0 GiB is available" in err and "largest that fits is about --size" in err
+    assert not out.exists()
+
+
+def test_estimate_switches_to_tiles_when_the_plain_path_does_not_fit():
+    cfg = build_config("stylize", {})
+    small = memory.estimate(cfg, (256, 256), available=16 * 2**30, gflops=10.0)
+    big = memory.estimate(cfg, (4096, 3072), available=20 * 2**30, gflops=10.0)
+    plain_big = memory.estimate(cfg, (4096, 3072), path="plain", gflops=10.0)
+    assert small.path == "plain" and big.path == "tiled"
+    assert big.peak_bytes <= memory.HEADROOM * 20 * 2**30 < plain_big.peak_bytes
+    assert big.seconds_per_iteration > plain_big.seconds_per_iteration  # the extra forward pass and halos
+
+
+def test_estimate_command_prints_peak_memory_and_seconds_per_iteration(capsys):
+    assert main(["estimate", "--size", "640x480", "--weights", "random"]) == 0
+    out = capsys.readouterr().out
+    assert "peak memory:" in out and ("GiB" in out or "MiB" in out)
+    assert "s/iteration at 640x480" in out
+
+
+def test_features_leave_autocast_in_float32_so_grams_cannot_overflow():
+    cfg = build_config("stylize", {"weights": "random", "style_layers": "relu1_1,relu2_1", "content_layers": "relu2_1"})
+    extractor = backbone_for(cfg, CPU)
+    v = extractor.pixels.to_net(torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0)))
+    plain = extractor.net_features(v)
+    mixed = MixedPrecisionFeatures(extractor, torch.bfloat16).net_features(v)
+    for name, f in mixed.items():
+        assert f.dtype == torch.float32
+        assert torch.allclose(f, plain[name], rtol=0.05, atol=0.05 * plain[name].abs().max())
+    big = torch.full((1, 8, 256, 256), 2.0)  # 65 536 positions x 4 = 262 144: beyond fp16's 65 504
+    flat = big.reshape(1, 8, -1)
+    assert torch.isinf(flat.half() @ flat.half().transpose(1, 2)).all()  # what a half-precision Gram does
+    assert torch.equal(flat @ flat.transpose(1, 2), torch.full((1, 8, 8), 262144.0))  # ours, in float32
