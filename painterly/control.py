@@ -63,7 +63,15 @@ def load_inputs(cfg: RunConfig, content: ImageSource | None, style: Sources, mas
 
 
 def _load_mask(source: ImageSource) -> Image.Image:
-    """Any image as a grey mask: white = stylise, black = keep the content; transparent counts as black."""
+    """Any image as a grey mask: white = stylise, black = keep the content; transparent counts as black.
+    Tensors may also be single-channel: (H, W), (1, H, W) or (1, 1, H, W) in [0, 1]."""
+    if (
+        isinstance(source, Tensor)
+        and source.dim() in (2, 3, 4)
+        and source.numel() == source.shape[-1] * source.shape[-2]
+    ):
+        values = source.detach().to("cpu", torch.float32).reshape(source.shape[-2:]).nan_to_num(0.0).clamp(0, 1)
+        return Image.fromarray(values.mul(255).round().to(torch.uint8).numpy(), "L")
     image = load_image(source)
     if image.mode == "RGBA":
         image = Image.composite(image.convert("RGB"), Image.new("RGB", image.size), image.getchannel("A"))

@@ -107,6 +107,16 @@ def test_masked_out_pixels_stay_the_content(extractor, content_path, style_path,
     assert result.metadata["inputs"]["mask"] == [str(tmp_path / "mask.png")]
 
 
+def test_a_mask_may_be_a_single_channel_tensor():
+    from painterly.control import _load_mask
+
+    mask = torch.zeros(1, 1, 4, 6)
+    mask[..., :3] = 1.0
+    image = _load_mask(mask)
+    assert image.mode == "L" and image.size == (6, 4)
+    assert np.array_equal(np.asarray(image)[:, :3], np.full((4, 3), 255)) and np.asarray(image)[:, 3:].max() == 0
+
+
 def test_one_mask_per_style_gives_each_style_its_region(extractor, content_path, style_path, second_style, tmp_path):
     left = np.zeros((36, 48), np.uint8)
     left[:, :24] = 255
