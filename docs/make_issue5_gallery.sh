@@ -53,7 +53,7 @@ render gg_starry_scale05 "$GG" --style "$STARRY" --style-scale 0.5
 render gg_starry_scale2 "$GG" --style "$STARRY" --style-scale 2
 # Gram vs Wasserstein (mean/covariance)
 render gg_starry_w2 "$GG" --style "$STARRY" --style-loss wasserstein
-render gg_starry_w2_strength025 "$GG" --style "$STARRY" --style-loss wasserstein --strength 0.25
+render gg_starry_w2_strength075 "$GG" --style "$STARRY" --style-loss wasserstein --strength 0.75
 render tu_scream "$TU" --style "$SCREAM"
 render tu_scream_w2 "$TU" --style "$SCREAM" --style-loss wasserstein
 
