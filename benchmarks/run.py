@@ -337,11 +337,24 @@ def report(speed: list, quality: list, scale: list, command: str, started: float
     return "\n".join(lines) + "\n"
 
 
+def _previous(path: Path) -> dict:
+    """The raw results a previous run left at the end of ``path``, or {}."""
+    if not path.exists() or "<!-- raw results" not in path.read_text():
+        return {}
+    return json.loads(path.read_text().split("<!-- raw results", 1)[1].rsplit("-->", 1)[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--quick", action="store_true", help="Tiny sizes: check that the script works.")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sections",
+        default="speed,quality,scale",
+        help="Run only these (speed, quality, scale); the others are "
+        "taken from the raw results kept in --out by the previous run.",
+    )
     args = parser.parse_args()
     if args.worker:
         spec = json.loads(args.worker)
@@ -349,21 +362,28 @@ def main() -> None:
         print(json.dumps({"speed": worker_speed, "quality": worker_quality}[kind](**spec)))
         return
     started = time.perf_counter()
+    sections = set(args.sections.split(","))
+    previous = _previous(Path(args.out))
     if args.quick:
         speed = [child("speed", size=s, iterations=3, scales=1) for s in (64, 128)]
         quality = [child("quality", size=128, evaluations=6, budget=30)]
         scale = [child("speed", size=256, iterations=1, scales=1)]
     else:
-        speed = [child("speed", size=s, iterations=n, scales=1) for s, n in ((256, 4), (512, 3), (1024, 2))]
-        quality = [
-            child("quality", size=512, evaluations=20, budget=45),  # ours: at most 15 iterations per stage
-            child("quality", size=1024, evaluations=20, budget=60),
-        ]
-        scale = [  # 4096: style image at 2048 px (--style-scale 0.5) to keep the whole benchmark near 25 minutes
-            child("speed", size=2048, iterations=1, scales=1),
-            child("speed", size=4096, iterations=1, scales=1, style_scale=0.5),
-        ]
+        speed, quality, scale = previous.get("speed", []), previous.get("quality", []), previous.get("scale", [])
+        if "speed" in sections:
+            speed = [child("speed", size=s, iterations=n, scales=1) for s, n in ((256, 4), (512, 3), (1024, 2))]
+        if "quality" in sections:  # ours: 30 (512) and 20 (1024) iterations per stage; stopped at target or naive time
+            quality = [
+                child("quality", size=512, evaluations=20, budget=90),
+                child("quality", size=1024, evaluations=20, budget=80),
+            ]
+        if "scale" in sections:  # 4096: style image at 2048 px (--style-scale 0.5): the benchmark stays ~25 min
+            scale = [
+                child("speed", size=2048, iterations=1, scales=1),
+                child("speed", size=4096, iterations=1, scales=1, style_scale=0.5),
+            ]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    command += f" --sections {args.sections}" if sections != {"speed", "quality", "scale"} else ""
     text = report(speed, quality, scale, command, started)
     notes = Path(__file__).with_name("notes.md")  # hand-written analysis of the last full run
     if notes.exists() and not args.quick:
