@@ -22,7 +22,7 @@ from painterly.backbone import TORCHVISION_CFG
 from painterly.config import VGG_LAYERS, RunConfig
 
 FLOAT = 4  # bytes; autocast on CUDA halves activations, which we ignore: the estimate errs on the safe side
-PROCESS = 600 * 2**20  # resident size of a Python process with torch imported and the trunk loaded
+PROCESS = 800 * 2**20  # resident size of a Python process with torch imported and the trunk loaded
 HEADROOM = 0.85  # use at most this share of the available memory: other processes and estimate error
 TILES = (1024, 768, 512, 384, 256, 128)  # core tile sides to try, largest (least halo overhead) first
 EFFICIENCY = 0.75  # measured VGG iteration rate / calibration conv rate on the 2-core benchmark machine
