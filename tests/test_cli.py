@@ -262,11 +262,11 @@ def test_a_real_sigint_saves_the_best_image_and_exits_130(tmp_path, content_path
     ]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen = ""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while "5/100000" not in seen and time.monotonic() < deadline:  # tqdm's counter: a few iterations ran
         seen += proc.stderr.read(1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)  # generous: a loaded CI machine can take seconds per step
     assert proc.returncode == 130, err
     assert out.exists() and "saved the best image so far" in err and "Traceback" not in err
     assert json.loads(out.with_suffix(".json").read_text())["interrupted"] is True
