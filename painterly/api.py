@@ -108,6 +108,25 @@ def _initial_image(cfg: RunConfig, content: Tensor | None, style: Tensor | None,
     return cfg.init_noise_ratio * noise + (1 - cfg.init_noise_ratio) * base
 
 
+def _stage(cfg: RunConfig, inputs, extractor, size, iterations, device, dtype) -> tuple:  # noqa: ANN001
+    """One coarse-to-fine stage's inputs at ``size`` and its objective: plain, or evaluated exactly tile by
+    tile when one graph would not fit in memory (tiling.py); bf16/fp16 trunk under autocast on a GPU."""
+    style_sizes = [style_size_for(cfg, s, size) for s in inputs.styles]
+    scaled = at_size(inputs, cfg, size, style_sizes, device)
+    plan = memory.stage_plan(cfg, size, style_sizes, iterations, device)
+    tiled = plan.path == "tiled"
+    trunk = MixedPrecisionFeatures(extractor, dtype) if dtype else extractor
+    objective = Objective(
+        TiledFeatures(trunk, plan.tile) if tiled else trunk,
+        cfg,
+        scaled.content if cfg.mode != "texture" else None,
+        scaled.styles if cfg.mode != "reconstruct" else None,
+        blend=inputs.blend,
+        masks=scaled.masks,
+    )
+    return scaled, TiledObjective(objective, plan.tile) if tiled else objective, plan
+
+
 def run(
     cfg: RunConfig,
     content: ImageSource | None = None,
@@ -146,23 +165,10 @@ def run(
         opt, coarse, history, interrupted = None, None, [], False
         start, done = time.perf_counter(), 0
         for k, (size, iterations) in enumerate(schedule):
-            style_sizes = [style_size_for(cfg, s, size) for s in inputs.styles]
-            scaled = at_size(inputs, cfg, size, style_sizes, device)
-            content_t, style_t = scaled.content, (scaled.styles[0] if scaled.styles else None)
-            plan = memory.stage_plan(cfg, size, style_sizes, iterations, device)
-            tiled = plan.path == "tiled"  # too big for one graph: exact tile-by-tile evaluation (tiling.py)
-            trunk = MixedPrecisionFeatures(extractor, dtype) if dtype else extractor
-            objective = Objective(
-                TiledFeatures(trunk, plan.tile) if tiled else trunk,
-                cfg,
-                content_t if cfg.mode != "texture" else None,
-                scaled.styles if cfg.mode != "reconstruct" else None,
-                blend=inputs.blend,
-                masks=scaled.masks,
-            )
-            objective = TiledObjective(objective, plan.tile) if tiled else objective
+            scaled, objective, plan = _stage(cfg, inputs, extractor, size, iterations, device, dtype)
             if coarse is None:
-                init = _initial_image(cfg, content_t, style_t, (1, 3, size[1], size[0])).to(device)
+                style_t = scaled.styles[0] if scaled.styles else None
+                init = _initial_image(cfg, scaled.content, style_t, (1, 3, size[1], size[0])).to(device)
             else:  # coarse-to-fine: the previous stage's best, upsampled (Gatys et al. 2017, sec. 5)
                 init = F.interpolate(coarse, size=(size[1], size[0]), mode="bicubic", align_corners=False).clamp(0, 1)
             opt = PixelOptimizer(
