@@ -260,7 +260,14 @@ def test_a_real_sigint_saves_the_best_image_and_exits_130(tmp_path, content_path
         "--weights",
         "random",
     ]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        args,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # a job started in the background inherits SIGINT ignored, and Python then installs no handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = ""
     deadline = time.monotonic() + 300
     while "5/100000" not in seen and time.monotonic() < deadline:  # tqdm's counter: a few iterations ran
