@@ -89,11 +89,6 @@ def scale_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) ->
     return list(zip(sizes, per_stage, strict=True))
 
 
-def smallest_side(extractor: FeatureExtractor) -> int:
-    """Shortest image side the trunk accepts: each pooling layer before the deepest one halves it."""
-    return 2 ** sum(isinstance(m, torch.nn.MaxPool2d | torch.nn.AvgPool2d) for m in extractor.body)
-
-
 def _initial_image(cfg: RunConfig, content: Tensor | None, style: Tensor | None, shape: tuple) -> Tensor:
     """content | noise | style image, optionally blended: ratio·noise + (1-ratio)·image. RGB [0, 1]."""
     g = torch.Generator().manual_seed(cfg.seed)
@@ -154,12 +149,13 @@ def run(
     memory.check_fits(cfg, out_size, style_size, cfg.iterations, device)  # refuse before loading anything big
     try:
         extractor = extractor or backbone_for(cfg, device)
-        if min(out_size) < smallest_side(extractor):
+        min_side = memory.smallest_side(cfg)
+        if min(out_size) < min_side:
             raise PainterlyError(
                 f"output {out_size[0]}x{out_size[1]} is too small for the layers used: the short side must be "
-                f">= {smallest_side(extractor)} px"
+                f">= {min_side} px"
             )
-        schedule = scale_schedule(out_size, cfg, smallest_side(extractor))
+        schedule = scale_schedule(out_size, cfg, min_side)
         dtype = autocast_dtype(cfg.precision, device)
         setup = time.perf_counter() - t0
         opt, coarse, history, interrupted = None, None, [], False
@@ -197,14 +193,13 @@ def run(
                 coarse, final = objective.image(opt.best), finish(objective.image(opt.best), scaled, cfg)
             if interrupted:
                 break
-    except (torch.OutOfMemoryError, MemoryError) as exc:
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        oom = isinstance(exc, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(exc)
+        if not oom and "can't allocate memory" not in str(exc):
+            raise
         raise PainterlyError(
             f"out of memory at {out_size[0]}x{out_size[1]} on {device}: try a smaller --size", ExitCode.RUNTIME
         ) from exc
-    except RuntimeError as exc:
-        if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
-            raise
-        raise PainterlyError(f"out of memory at {out_size[0]}x{out_size[1]} on {device}", ExitCode.RUNTIME) from exc
     image = to_pil(final)
     if image.size != tuple(out_size):  # interrupted before the last stage: hand out the requested size
         image = image.resize(out_size, PIL.Image.Resampling.BICUBIC)

@@ -311,6 +311,6 @@ def stage_plan(
 
 
 def smallest_side(cfg: RunConfig) -> int:
-    """Shortest image side the trunk accepts (as api.smallest_side, from the layer table alone)."""
+    """Shortest image side the trunk accepts: each pooling before the deepest layer used halves it."""
     layers, _ = _layers(cfg)
     return max(la.stride for la in layers)

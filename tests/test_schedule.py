@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from painterly.api import scale_schedule, smallest_side
-from painterly.backbone import load_backbone
+from painterly.api import scale_schedule
 from painterly.config import build_config
+from painterly.memory import smallest_side
 
 
 def _schedule(final, **options):
@@ -35,4 +35,5 @@ def test_no_stage_is_smaller_than_the_network_allows():
 
 @pytest.mark.parametrize(("layers", "side"), [(["relu1_1"], 1), (["relu3_1"], 4), (["relu5_1"], 16)])
 def test_smallest_side_counts_the_poolings_before_the_deepest_layer(layers, side):
-    assert smallest_side(load_backbone("vgg19", "random", "avg", "torch", layers)) == side
+    cfg = build_config("stylize", {"content_layers": layers[0], "style_layers": ",".join(layers)})
+    assert smallest_side(cfg) == side
