@@ -33,14 +33,28 @@ def content_loss(f: Tensor, p: Tensor, norm: str = "target") -> Tensor:
     raise ValueError(f"unknown content norm {norm!r}")
 
 
+class _Gram(torch.autograd.Function):
+    """G = F Fᵀ with the backward dF = (dG + dGᵀ) F: one batched matmul where autograd's generic backward
+    of ``F @ F.transpose`` runs two (one per operand) and then adds two feature-sized gradients."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor) -> Tensor:  # noqa: ANN001 - autograd's context
+        ctx.save_for_backward(flat)
+        return flat @ flat.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001
+        (flat,) = ctx.saved_tensors
+        return (grad + grad.transpose(1, 2)) @ flat
+
+
 def gram(f: Tensor, norm: str = "hw") -> Tensor:
     """G = F Fᵀ / n, F: (B, C, H·W) -> G: (B, C, C), with n = 1 (``none``), H·W (``hw``) or C·H·W (``chw``).
 
     Gatys et al. 2016, eq. 3 (unnormalised). Dividing by H·W makes G an average over positions, so one
     style weight works at any image size."""
     b, c, h, w = f.shape
-    flat = f.reshape(b, c, h * w)
-    g = flat @ flat.transpose(1, 2)  # (B, C, C)
+    g = _Gram.apply(f.reshape(b, c, h * w))  # (B, C, C)
     divisor = {"none": 1, "hw": h * w, "chw": c * h * w}[norm]
     return g / divisor
 
