@@ -18,6 +18,8 @@ from painterly.objective import Objective
 from painterly.precision import MixedPrecisionFeatures
 from painterly.tiling import TiledFeatures, TiledObjective, geometry, tiles
 
+from conftest import _painting, _photo
+
 CPU = torch.device("cpu")
 
 
@@ -95,20 +97,24 @@ def test_coarse_to_fine_produces_the_requested_final_size(trunk, content_path, s
     assert [s["size"] for s in result.metadata["scales"]] == [[32, 24], [64, 48]]
 
 
-@pytest.mark.xfail(
-    reason="not robust at test sizes (measured loss ratios coarse/single, same iterations split evenly): 64 px "
-    "from the content 1.25 / 0.95 / 0.95 at 8 / 12 / 16 iterations; 128 px 1.41 (content), 1.25-1.44 (texture "
-    "from noise, 3 seeds); the benchmark finds the same at 512 and 1024 px (docs/benchmarks.md, table ii)",
-    strict=False,
-)
-def test_coarse_to_fine_reaches_a_lower_full_resolution_loss_than_single_scale_in_the_same_iterations(
-    trunk, content_path, style_path
+def test_coarse_to_fine_from_noise_reaches_a_lower_full_resolution_loss_than_single_scale_in_the_same_iterations(
+    trunk, tmp_path
 ):
-    options = {"size": 64, "iterations": 12, "weights": "random", "min_size": 32}
-    _, coarse = _best_final_stage(trunk, content_path, style_path, options)
-    _, single = _best_final_stage(trunk, content_path, style_path, {**options, "scales": 1})
-    loss = functools.partial(_full_resolution_loss, trunk, content_path, style_path)
-    assert loss(coarse) < loss(single)
+    """Gatys' original start (white noise), 256 px, 32 iterations: 16 at 128 px + 16 at 256 px against 32 at
+    256 px. Measured on Tübingen x Starry Night: 0.127-0.140 against 0.162-0.180 (2 seeds), in 0.6x the time.
+
+    From the content photo the layout is already in place and the two tie per unit of time (single 40
+    iterations 0.0393 in 22 s, coarse 60 + 40 0.0393 in 26 s); below ~200 px the coarse stage is too small
+    for relu5_1 and loses (128 px from noise: 0.13 against 0.09). docs/benchmarks.md, table ii, has both."""
+    content, style = tmp_path / "photo.png", tmp_path / "painting.png"
+    _photo(256, 192, 0).save(content)
+    _painting(256, 256, 1).save(style)
+    options = {"size": 256, "iterations": 32, "weights": "random", "init": "noise", "min_size": 128}
+    coarse_result, coarse = _best_final_stage(trunk, str(content), str(style), options)
+    _, single = _best_final_stage(trunk, str(content), str(style), {**options, "scales": 1})
+    assert [s["iterations"] for s in coarse_result.metadata["scales"]] == [16, 16]
+    loss = functools.partial(_full_resolution_loss, trunk, str(content), str(style))
+    assert loss(coarse) < 0.9 * loss(single)
 
 
 def _tensor(image: Image.Image) -> Tensor:
