@@ -159,11 +159,14 @@ class Normalization(nn.Module):
         return (img - self.mean) / self.std
 
 
-def naive_baseline(cfg: RunConfig, content: torch.Tensor, style: torch.Tensor, evaluations: int) -> tuple:
+def naive_baseline(
+    cfg: RunConfig, content: torch.Tensor, style: torch.Tensor, start: torch.Tensor, evaluations: int
+) -> tuple:
     """The PyTorch tutorial's recipe: the whole VGG19 feature stack with loss modules inserted after the
     loss layers, targets stored on the modules, L-BFGS (default settings: 20 evaluations per step) on the RGB
-    image from the content photo, clamped in the closure; single scale. Same weights, layers, norms and
-    weights as ``cfg`` (our default objective). Returns (image, [(seconds, loss) per evaluation])."""
+    image from ``start`` (the content photo, or noise as in Gatys et al.), clamped in the closure; single
+    scale. Same weights, layers, norms and weights as ``cfg`` (our default objective).
+    Returns (image, [(seconds, loss) per evaluation])."""
     t0 = time.perf_counter()
     trunk = build_trunk(cfg.backbone, cfg.pooling)  # all 37 modules: nothing trimmed
     init_random(trunk, 0)
@@ -184,7 +187,7 @@ def naive_baseline(cfg: RunConfig, content: torch.Tensor, style: torch.Tensor, e
             loss = StyleLoss(plain(style), style_w[name])
             model.add_module(f"style_{name}", loss)
             style_losses.append(loss)
-    image = content.clone().requires_grad_(True)
+    image = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([image])
     trace = []
 
@@ -207,15 +210,17 @@ def naive_baseline(cfg: RunConfig, content: torch.Tensor, style: torch.Tensor, e
     return image.detach(), trace
 
 
-def worker_quality(size: int, evaluations: int, budget: int) -> dict:
-    """(ii): the naive baseline for ``evaluations`` evaluations, then our default run until it reaches the
-    baseline's final loss (our Objective at full resolution, on both final images)."""
-    cfg = build_config("stylize", {"weights": "random", "size": size, "iterations": budget})
+def worker_quality(size: int, evaluations: int, budget: int, init: str = "content") -> dict:
+    """(ii): the naive baseline for ``evaluations`` evaluations, then our default run (``--init init``) until
+    it reaches the baseline's final loss (our Objective at full resolution, on both final images). Both start
+    from the content photo, or both from noise (the naive run from our noise at full size)."""
+    cfg = build_config("stylize", {"weights": "random", "size": size, "iterations": budget, "init": init})
     inputs = load_inputs(cfg, str(CONTENT), str(STYLE))
     out = fit_size(*inputs.content.size, size)
     style_size = api.style_size_for(cfg, inputs.styles[0], api.output_size(cfg, inputs.content, inputs.styles[0]))
     scaled = at_size(inputs, cfg, out, [style_size])
-    naive_image, trace = naive_baseline(cfg, scaled.content, scaled.styles[0], evaluations)
+    start = api._initial_image(cfg, scaled.content, None, tuple(scaled.content.shape))
+    naive_image, trace = naive_baseline(cfg, scaled.content, scaled.styles[0], start, evaluations)
     extractor = backbone_for(cfg, CPU)
     objective = Objective(extractor, cfg, scaled.content, scaled.styles)
     with torch.no_grad():
@@ -237,6 +242,7 @@ def worker_quality(size: int, evaluations: int, budget: int) -> dict:
     best = min(h["total"] for h in result.history if h["scale"] == len(result.metadata["scales"]))
     return {
         "size": list(out),
+        "init": init,
         "naive_evaluations": len(trace),
         "naive_s": naive_s,
         "target_loss": target,
@@ -301,12 +307,12 @@ def report(speed: list, quality: list, scale: list, command: str, started: float
         "",
         "## (ii) Time to the naive baseline's final loss",
         "",
-        "| size | naive: evaluations, seconds | target loss | ours: seconds (iteration) | ours / naive |",
-        "| --- | --- | --- | --- | --- |",
+        "| size | start | naive: evaluations, seconds | target loss | ours: seconds (iteration) | ours / naive |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in quality:
         if "error" in r:
-            lines.append(f"| {r['size']} | failed: {r['error']} | | | |")
+            lines.append(f"| {r['size']} | {r.get('init', 'content')} | failed: {r['error']} | | | |")
             continue
         ours = (
             f"{r['ours_s']:.0f} ({r['ours_iterations']})"
@@ -315,7 +321,8 @@ def report(speed: list, quality: list, scale: list, command: str, started: float
         )
         ratio = f"1/{r['naive_s'] / r['ours_s']:.1f}" if r["ours_s"] else "-"
         lines.append(
-            f"| {r['size'][0]}x{r['size'][1]} | {r['naive_evaluations']}, {r['naive_s']:.0f} | {r['target_loss']:.4g} "
+            f"| {r['size'][0]}x{r['size'][1]} | {r.get('init', 'content')} | {r['naive_evaluations']}, "
+            f"{r['naive_s']:.0f} | {r['target_loss']:.4g} "
             f"| {ours} | {ratio} |"
         )
     lines += [
@@ -366,7 +373,7 @@ def main() -> None:
     previous = _previous(Path(args.out))
     if args.quick:
         speed = [child("speed", size=s, iterations=3, scales=1) for s in (64, 128)]
-        quality = [child("quality", size=128, evaluations=6, budget=30)]
+        quality = [child("quality", size=128, evaluations=6, budget=30, init=i) for i in ("content", "noise")]
         scale = [child("speed", size=256, iterations=1, scales=1)]
     else:
         speed, quality, scale = previous.get("speed", []), previous.get("quality", []), previous.get("scale", [])
@@ -374,8 +381,9 @@ def main() -> None:
             speed = [child("speed", size=s, iterations=n, scales=1) for s, n in ((256, 4), (512, 3), (1024, 2))]
         if "quality" in sections:  # ours: 30 (512) and 20 (1024) iterations per stage; stopped at target or naive time
             quality = [
-                child("quality", size=512, evaluations=20, budget=90),
-                child("quality", size=1024, evaluations=20, budget=80),
+                child("quality", size=size, evaluations=20, budget=budget, init=init)
+                for init in ("content", "noise")
+                for size, budget in ((512, 90), (1024, 80))
             ]
         if "scale" in sections:  # 4096: style image at 2048 px (--style-scale 0.5): the benchmark stays ~25 min
             scale = [
