@@ -146,7 +146,8 @@ def run(
     device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
     out_size = output_size(cfg, content_im, style_im)
     style_size = style_size_for(cfg, style_im, out_size) if style_im is not None else None
-    memory.check_fits(cfg, out_size, style_size, cfg.iterations, device)  # refuse before loading anything big
+    fits = memory.check_fits(cfg, out_size, style_size, cfg.iterations, device)  # refuse before loading anything big
+    kept = memory.keep_freed_memory(fits, device)
     try:
         extractor = extractor or backbone_for(cfg, device)
         min_side = memory.smallest_side(cfg)
@@ -200,6 +201,9 @@ def run(
         raise PainterlyError(
             f"out of memory at {out_size[0]}x{out_size[1]} on {device}: try a smaller --size", ExitCode.RUNTIME
         ) from exc
+    finally:
+        if kept:
+            memory.release_freed_memory()
     image = to_pil(final)
     if image.size != tuple(out_size):  # interrupted before the last stage: hand out the requested size
         image = image.resize(out_size, PIL.Image.Resampling.BICUBIC)

@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from conftest import _painting, _photo
 from PIL import Image
 from torch import Tensor
 
@@ -17,8 +18,6 @@ from painterly.config import build_config
 from painterly.objective import Objective
 from painterly.precision import MixedPrecisionFeatures
 from painterly.tiling import TiledFeatures, TiledObjective, geometry, tiles
-
-from conftest import _painting, _photo
 
 CPU = torch.device("cpu")
 
@@ -164,3 +163,18 @@ def test_features_leave_autocast_in_float32_so_grams_cannot_overflow():
     flat = big.reshape(1, 8, -1)
     assert torch.isinf(flat.half() @ flat.half().transpose(1, 2)).all()  # what a half-precision Gram does
     assert torch.equal(flat @ flat.transpose(1, 2), torch.full((1, 8, 8), 262144.0))  # ours, in float32
+
+
+def test_freed_memory_is_kept_only_for_a_plain_cpu_run_with_room_and_given_back_after(monkeypatch):
+    plain = memory.estimate(build_config("stylize", {}), (256, 192), path="plain")
+    tiled = memory.estimate(build_config("stylize", {}), (256, 192), path="tiled", tile=128)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 100 * plain.peak_bytes)
+    assert not memory.keep_freed_memory(tiled) and not memory.keep_freed_memory(None)
+    assert not memory.keep_freed_memory(plain, "cuda")
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": plain.peak_bytes)  # no 30 % margin
+    assert not memory.keep_freed_memory(plain)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 100 * plain.peak_bytes)
+    try:
+        assert memory.keep_freed_memory(plain) == (memory._glibc() is not None)
+    finally:
+        memory.release_freed_memory()
