@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 Objective = Callable[[Tensor], dict[str, Tensor]]
@@ -49,10 +50,12 @@ class PixelOptimizer:
         numbering: tuple[int, int, int, int] | None = None,
         start: float | None = None,
         history_size: int = 100,
+        warm: dict | None = None,
     ) -> None:
         """``numbering`` = (iterations done before this stage, run total, scale, scales) for the events of a
         coarse-to-fine run; ``start`` = its ``time.perf_counter()`` origin; ``history_size``: L-BFGS pairs kept
-        (memory.py shortens it for very large images: one pair is two image-sized vectors)."""
+        (memory.py shortens it for very large images: one pair is two image-sized vectors); ``warm``: the previous
+        stage's ``curvature_at(size)``."""
         self.objective, self.to_image = objective, to_image
         self.numbering = numbering or (0, iterations, 1, 1)
         self.start = start
@@ -64,6 +67,13 @@ class PixelOptimizer:
             self.opt = torch.optim.LBFGS(
                 [self.v], lr=lr, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1
             )
+            if warm is not None:  # n_iter 1 and a zero last step: the first step() uses the pairs, stores none
+                n = self.v.numel()
+                pairs = {k: warm[k][-history_size:] for k in ("old_dirs", "old_stps", "ro")}
+                zeros = torch.zeros(n, dtype=self.v.dtype, device=self.v.device)
+                self.opt.state[self.v].update(
+                    func_evals=0, n_iter=1, d=zeros, t=0.0, prev_flat_grad=zeros.clone(), H_diag=warm["H_diag"], **pairs
+                )
         else:
             self.opt = torch.optim.Adam([self.v], lr=lr)
         self.best: Tensor | None = None  # network space
@@ -94,6 +104,35 @@ class PixelOptimizer:
             yield Progress(i, total, losses, elapsed, lambda e=evaluated: self.to_image(e), scale, scales)
             if not math.isfinite(losses["total"]) or self._converged():
                 return
+
+    def curvature_at(self, size: tuple[int, int]) -> dict | None:
+        """L-BFGS's curvature pairs carried to the next, larger coarse-to-fine stage (a multigrid warm start),
+        so that stage's first steps are quasi-Newton steps rather than a restart's short gradient steps.
+
+        With U the bicubic upsampling to ``size`` and k = fine / coarse pixel count (UᵀU ≈ kI): s' = U s and
+        y' = U y / k, so Uᵀy' ≈ y (the coarse gradient is Uᵀ of the fine one) and y'·s' ≈ y·s. The initial
+        inverse-Hessian scale is carried unchanged: the k times larger value the pairs imply overshot in the
+        high frequencies the coarse stage never saw. Measured at 256 px (16 + 16 iterations from noise, full
+        resolution loss): 0.127 restarted, 0.112 scaled, 0.110 unchanged. None for Adam or with no pairs yet."""
+        state = self.opt.state.get(self.v, {}) if isinstance(self.opt, torch.optim.LBFGS) else {}
+        if not state.get("old_dirs"):
+            return None
+        shape, k = self.v.shape, size[0] * size[1] / (self.v.shape[-1] * self.v.shape[-2])
+
+        def up(x: Tensor) -> Tensor:
+            return F.interpolate(x.view(shape), size=(size[1], size[0]), mode="bicubic", align_corners=False).flatten()
+
+        pairs = [(up(y) / k, up(s)) for y, s in zip(state["old_dirs"], state["old_stps"], strict=True)]
+        pairs = [(y, s, float(y.dot(s))) for y, s in pairs]
+        pairs = [(y, s, ys) for y, s, ys in pairs if ys > 1e-10]  # positive curvature only, as L-BFGS keeps
+        if not pairs:
+            return None
+        return {
+            "old_dirs": [y for y, _, _ in pairs],
+            "old_stps": [s for _, s, _ in pairs],
+            "ro": [1.0 / ys for _, _, ys in pairs],
+            "H_diag": state["H_diag"],
+        }
 
     def _converged(self) -> bool:
         """Relative improvement of the best loss over the last ``window`` iterations is below ``tol``."""

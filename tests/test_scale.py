@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import _painting, _photo
 from PIL import Image
 from torch import Tensor
@@ -16,6 +17,7 @@ from painterly.api import backbone_for
 from painterly.cli import main
 from painterly.config import build_config
 from painterly.objective import Objective
+from painterly.optimize import PixelOptimizer
 from painterly.precision import MixedPrecisionFeatures
 from painterly.tiling import TiledFeatures, TiledObjective, geometry, tiles
 
@@ -178,3 +180,26 @@ def test_freed_memory_is_kept_only_for_a_plain_cpu_run_with_room_and_given_back_
         assert memory.keep_freed_memory(plain) == (memory._glibc() is not None)
     finally:
         memory.release_freed_memory()
+
+
+def test_curvature_carried_to_a_larger_stage_makes_its_first_step_a_quasi_newton_step():
+    """mean((v - T)²) on a smooth T: after a coarse stage, the next stage's first step with the upsampled
+    pairs (s' = U s, y' = U y / k) covers much of the distance; a restarted L-BFGS takes a tiny gradient step."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
+    target = torch.stack([xx, yy, xx * yy])[None]
+
+    def objective(v: Tensor) -> dict[str, Tensor]:
+        size = v.shape[-2:]
+        t = target if size == target.shape[-2:] else F.interpolate(target, size=size, mode="area")
+        return {"total": (v - t).pow(2).mean()}
+
+    coarse = PixelOptimizer(objective, torch.zeros(1, 3, 8, 8), lambda v: v, iterations=4)
+    list(coarse.steps())
+    start = F.interpolate(coarse.best, size=(16, 16), mode="bicubic", align_corners=False)
+    after_one_step = {}
+    for name, warm in (("warm", coarse.curvature_at((16, 16))), ("cold", None)):
+        fine = PixelOptimizer(objective, start, lambda v: v, iterations=2, warm=warm)
+        losses = [p.losses["total"] for p in fine.steps()]
+        after_one_step[name] = losses[1] / losses[0]
+    assert after_one_step["cold"] > 0.99
+    assert after_one_step["warm"] < 0.7
