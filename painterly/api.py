@@ -179,7 +179,7 @@ def run(
                 numbering=(done, cfg.iterations, k + 1, len(schedule)),
                 start=start,
                 history_size=plan.history,
-                warm=opt.curvature_at(size) if opt is not None else None,
+                warm=opt.curvature_at(size, plan.history) if opt is not None else None,
             )
             try:
                 for progress in opt.steps():
