@@ -28,7 +28,7 @@ HEADROOM = 0.85  # use at most this share of the available memory: other process
 TILES = (1024, 768, 512, 384, 256, 128)  # core tile sides to try, largest (least halo overhead) first
 EFFICIENCY = 0.75  # measured VGG iteration rate / calibration conv rate on the 2-core benchmark machine
 LBFGS_HISTORY = 100
-ALLOCATOR_OVERHEAD = 1.3  # peak RSS with freed memory kept / without: 2.91 / 2.34 GiB measured at 1024 px
+ALLOCATOR_OVERHEAD = 1.4  # peak RSS with freed memory kept / without: up to 1.35x measured (1024 px, benchmark)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt(3) parameters (glibc malloc.h)
 GLIBC_DEFAULTS = {M_TRIM_THRESHOLD: 128 * 1024, M_MMAP_MAX: 65536}
 
@@ -326,7 +326,7 @@ def keep_freed_memory(plan: Estimate | None, device: torch.device | str = "cpu")
     M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 1 GiB). By default every block over 32 MiB (a 64-channel feature map
     from ~360x360 px) is mmap'ed and unmapped in each evaluation, and the kernel zeroes its pages again: at
     1024x768, 4.3 s of system time in a 9.2 s evaluation. Kept: 6.8 s (1.35x; 512 px 1.16x, 256 px ~1.05x),
-    for ~25 % more peak resident memory (fragmentation), so only when the plain path fits with that margin.
+    for up to 35 % more peak resident memory (fragmentation), so only when the plain path fits with 40 % to spare.
     Process-wide until ``release_freed_memory``; returns whether it was switched on."""
     libc = _glibc()
     if libc is None or torch.device(device).type != "cpu" or plan is None or plan.path != "plain":
