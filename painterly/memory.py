@@ -324,9 +324,10 @@ def _glibc() -> ctypes.CDLL | None:
 def keep_freed_memory(plan: Estimate | None, device: torch.device | str = "cpu") -> bool:
     """Stop glibc handing freed memory back to the OS during a CPU run that has room for it (mallopt(3):
     M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 1 GiB). By default every block over 32 MiB (a 64-channel feature map
-    from ~360x360 px) is mmap'ed and unmapped in each evaluation, and the kernel zeroes its pages again: at
-    1024x768, 4.3 s of system time in a 9.2 s evaluation. Kept: 6.8 s (1.35x; 512 px 1.16x, 256 px ~1.05x),
-    for up to 35 % more peak resident memory (fragmentation), so only when the plain path fits with 40 % to spare.
+    from ~360x360 px) is mmap'ed and unmapped in each evaluation, and the kernel zeroes its pages again: a
+    1024x768 iteration took 9.9 s, 4.3 of them system time. Kept: 6.8 s (1.45x; 512 px 1.05x, 256 px within
+    noise), for up to 35 % more peak resident memory (fragmentation): only when the plain path fits with 40 %
+    to spare.
     Process-wide until ``release_freed_memory``; returns whether it was switched on."""
     libc = _glibc()
     if libc is None or torch.device(device).type != "cpu" or plan is None or plan.path != "plain":
