@@ -87,7 +87,7 @@ class _Evil:
 def test_a_weights_file_that_would_run_code_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"features.0.weight": _Evil()}, f)
+        pickle.dump({"features.0.weight": _Evil()}, f, protocol=2)  # torch.save's protocol
     with pytest.raises(PainterlyError) as err:
         load_backbone("vgg16", str(path), "max", "torch", ["relu1_1"])
     assert "refused" in str(err.value) and "pwned" not in capsys.readouterr().out
