@@ -122,18 +122,15 @@ class PixelOptimizer:
         def up(x: Tensor) -> Tensor:
             return F.interpolate(x.view(shape), size=(size[1], size[0]), mode="bicubic", align_corners=False).flatten()
 
-        newest = list(zip(state["old_dirs"], state["old_stps"], strict=True))[-history_size:]
-        pairs = [(up(y) / k, up(s)) for y, s in newest]
-        pairs = [(y, s, float(y.dot(s))) for y, s in pairs]
-        pairs = [(y, s, ys) for y, s, ys in pairs if ys > 1e-10]  # positive curvature only, as L-BFGS keeps
-        if not pairs:
-            return None
-        return {
-            "old_dirs": [y for y, _, _ in pairs],
-            "old_stps": [s for _, s, _ in pairs],
-            "ro": [1.0 / ys for _, _, ys in pairs],
-            "H_diag": state["H_diag"],
-        }
+        warm = {"old_dirs": [], "old_stps": [], "ro": [], "H_diag": state["H_diag"]}
+        for y, s in list(zip(state["old_dirs"], state["old_stps"], strict=True))[-history_size:]:
+            y, s = up(y) / k, up(s)
+            ys = float(y.dot(s))
+            if ys > 1e-10:  # positive curvature only, as L-BFGS itself keeps
+                warm["old_dirs"].append(y)
+                warm["old_stps"].append(s)
+                warm["ro"].append(1.0 / ys)
+        return warm if warm["ro"] else None
 
     def _converged(self) -> bool:
         """Relative improvement of the best loss over the last ``window`` iterations is below ``tol``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +15,7 @@ from painterly import api, memory
 from painterly.api import backbone_for
 from painterly.cli import main
 from painterly.config import build_config
+from painterly.images import to_tensor
 from painterly.objective import Objective
 from painterly.optimize import PixelOptimizer
 from painterly.precision import MixedPrecisionFeatures
@@ -84,8 +84,8 @@ def _best_final_stage(trunk, content_path: str, style_path: str, options: dict) 
 def _full_resolution_loss(trunk, content_path: str, style_path: str, image: Tensor) -> float:
     """One Objective at the final size for both runs' images."""
     h, w = image.shape[-2:]
-    content = _tensor(Image.open(content_path).convert("RGB").resize((w, h), Image.Resampling.LANCZOS))
-    style = _tensor(Image.open(style_path).convert("RGB").resize((w, w), Image.Resampling.LANCZOS))
+    content = to_tensor(Image.open(content_path).convert("RGB").resize((w, h), Image.Resampling.LANCZOS))
+    style = to_tensor(Image.open(style_path).convert("RGB").resize((w, w), Image.Resampling.LANCZOS))
     objective = Objective(trunk, build_config("stylize", {}), content, style)
     with torch.no_grad():
         return float(objective(trunk.pixels.to_net(image))["total"])
@@ -116,10 +116,6 @@ def test_coarse_to_fine_from_noise_reaches_a_lower_full_resolution_loss_than_sin
     assert [s["iterations"] for s in coarse_result.metadata["scales"]] == [16, 16]
     loss = functools.partial(_full_resolution_loss, trunk, str(content), str(style))
     assert loss(coarse) < 0.9 * loss(single)
-
-
-def _tensor(image: Image.Image) -> Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
 
 
 def test_estimator_refuses_a_size_that_cannot_fit_with_one_line_and_exit_code_1(
