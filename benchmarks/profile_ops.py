@@ -11,7 +11,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from painterly.api import backbone_for
 from painterly.config import build_config
-from painterly.objective import Objective
+from painterly.engine.objective import Objective
 
 
 def main() -> None:

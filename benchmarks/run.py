@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from painterly import api, memory
+from painterly import api
 from painterly.api import backbone_for
-from painterly.backbone import build_trunk, init_random
 from painterly.config import VGG_LAYERS, RunConfig, build_config
-from painterly.control import at_size, load_inputs
-from painterly.images import fit_size
-from painterly.objective import Objective
+from painterly.engine import memory
+from painterly.engine.backbone import build_trunk, init_random
+from painterly.engine.objective import Objective
+from painterly.media.images import fit_size
+from painterly.media.inputs import at_size, load_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

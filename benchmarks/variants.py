@@ -17,7 +17,7 @@ import torch
 
 from painterly.api import backbone_for
 from painterly.config import build_config
-from painterly.objective import Objective
+from painterly.engine.objective import Objective
 
 
 def _time(fn, repeats: int) -> float:  # noqa: ANN001

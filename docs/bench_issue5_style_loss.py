@@ -7,8 +7,8 @@ import torch
 
 from painterly.api import backbone_for, pick_device, run
 from painterly.config import FIELDS, build_config
-from painterly.images import fit_size, load_image, resize, to_tensor
-from painterly.losses import gaussian_target, gram, mean_cov, style_layer_loss, wasserstein_loss
+from painterly.engine.losses import gaussian_target, gram, mean_cov, style_layer_loss, wasserstein_loss
+from painterly.media.images import fit_size, load_image, resize, to_tensor
 
 c, s = "../shared/data/content/golden_gate.jpg", "../shared/data/style/starry_night.jpg"
 base = {"weights": "random", "size": 256, "iterations": 6}

@@ -15,16 +15,17 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor
 
-from painterly import __version__, memory
-from painterly.backbone import IMAGENET_MEAN, FeatureExtractor, load_backbone
+from painterly import __version__
 from painterly.config import RunConfig, build_config
-from painterly.control import Sources, as_list, at_size, finish, load_inputs
+from painterly.engine import memory
+from painterly.engine.backbone import IMAGENET_MEAN, FeatureExtractor, load_backbone
+from painterly.engine.objective import Objective
+from painterly.engine.optimize import PixelOptimizer, Progress
+from painterly.engine.precision import MixedPrecisionFeatures, autocast_dtype
+from painterly.engine.tiling import TiledFeatures, TiledObjective
 from painterly.errors import ExitCode, PainterlyError
-from painterly.images import ImageSource, fit_size, resize, to_pil
-from painterly.objective import Objective
-from painterly.optimize import PixelOptimizer, Progress
-from painterly.precision import MixedPrecisionFeatures, autocast_dtype
-from painterly.tiling import TiledFeatures, TiledObjective
+from painterly.media.images import ImageSource, fit_size, resize, to_pil
+from painterly.media.inputs import Sources, as_list, at_size, finish, load_inputs
 
 Callback = Callable[[Progress], None]
 

@@ -13,18 +13,20 @@ from typing import get_args
 import click
 from tqdm import tqdm
 
-from painterly import __version__, config, layout, memory
+from painterly import __version__, config
 from painterly.api import Result, backbone_for, pick_device, run, scale_schedule
-from painterly.backbone import PainterlyWarning, load_backbone
 from painterly.config import RunConfig, build_config, parse_layers, resolve_layer
+from painterly.engine import memory
+from painterly.engine.backbone import PainterlyWarning, load_backbone
+from painterly.engine.optimize import Progress
 from painterly.errors import ExitCode, PainterlyError
-from painterly.features import DEFAULT_LAYERS, feature_grid
-from painterly.images import fit_size, load_image, parse_size, resize, split_alpha
-from painterly.optimize import Progress
-from painterly.outputs import IMAGE_SUFFIXES, check_output_path, save_image, sidecar, write_json
+from painterly.jobs.sweep import SWEEPABLE, run_sweep, split_values
+from painterly.media import layout
+from painterly.media.features import DEFAULT_LAYERS, feature_grid
+from painterly.media.images import fit_size, load_image, parse_size, resize, split_alpha
+from painterly.media.outputs import IMAGE_SUFFIXES, check_output_path, save_image, sidecar, write_json
+from painterly.media.recording import RunRecorder, Wanted
 from painterly.presets import PRESETS
-from painterly.recording import RunRecorder, Wanted
-from painterly.sweep import SWEEPABLE, run_sweep, split_values
 
 if sys.version_info >= (3, 11):
     import tomllib

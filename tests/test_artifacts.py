@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import layout
-from painterly.artifacts import (
+from painterly.engine.optimize import Progress
+from painterly.media import layout
+from painterly.media.artifacts import (
     GIF_FINAL_MS,
     LOSS_COLUMNS,
     Snapshots,
@@ -22,7 +23,6 @@ from painterly.artifacts import (
     loss_plot_png,
     losses_csv,
 )
-from painterly.optimize import Progress
 
 
 def _progress(i: int, total: int = 10) -> Progress:

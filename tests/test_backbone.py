@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from painterly import backbone
-from painterly.backbone import PainterlyWarning, PixelConvention, build_trunk, load_backbone
+from painterly.engine import backbone
+from painterly.engine.backbone import PainterlyWarning, PixelConvention, build_trunk, load_backbone
 from painterly.errors import ExitCode, PainterlyError
 
 X_1 = [f"relu{i}_1" for i in range(1, 6)]

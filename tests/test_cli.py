@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import optimize
 from painterly.cli import main
-from painterly.outputs import read_png_metadata
+from painterly.engine import optimize
+from painterly.media.outputs import read_png_metadata
 
 FAST = ["--weights", "random", "--quiet"]
 
@@ -212,7 +212,7 @@ def test_out_of_memory_is_a_runtime_error_with_no_output(tmp_path, content_path,
     def explode(self, v):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
 
-    monkeypatch.setattr("painterly.objective.Objective.__call__", explode)
+    monkeypatch.setattr("painterly.engine.objective.Objective.__call__", explode)
     out = tmp_path / "o.png"
     assert main(["stylize", content_path, "--style", style_path, "-o", str(out), "--size", "32", *FAST]) == 1
     err = capsys.readouterr().err

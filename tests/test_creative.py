@@ -13,11 +13,11 @@ from PIL import Image
 
 from painterly.api import backbone_for, pick_device, run
 from painterly.cli import main
-from painterly.color import color_stats, match_color
 from painterly.config import build_config
+from painterly.engine.losses import gaussian_target, mean_cov, psd_sqrt, wasserstein_loss
 from painterly.errors import PainterlyError
-from painterly.images import resize, to_tensor
-from painterly.losses import gaussian_target, mean_cov, psd_sqrt, wasserstein_loss
+from painterly.media.color import color_stats, match_color
+from painterly.media.images import resize, to_tensor
 
 FAST = {"weights": "random", "size": 48, "iterations": 4}
 
@@ -81,7 +81,7 @@ def test_histogram_matching_moves_the_style_colour_mean_and_covariance_to_the_co
 
 
 def test_histogram_mode_recolours_the_style_before_transfer(content_path, style_path):
-    from painterly.control import at_size, load_inputs
+    from painterly.media.inputs import at_size, load_inputs
 
     cfg = build_config("stylize", {**FAST, "preserve_color": "histogram"})
     scaled = at_size(load_inputs(cfg, content_path, style_path), cfg, (48, 36), [(48, 48)])
@@ -108,7 +108,7 @@ def test_masked_out_pixels_stay_the_content(extractor, content_path, style_path,
 
 
 def test_a_mask_may_be_a_single_channel_tensor():
-    from painterly.control import _load_mask
+    from painterly.media.inputs import _load_mask
 
     mask = torch.zeros(1, 1, 4, 6)
     mask[..., :3] = 1.0
@@ -138,7 +138,7 @@ def test_strength_is_monotone_in_the_content_loss(extractor, content_path, style
 
 
 def test_default_strength_leaves_the_preset_weights_unchanged():
-    from painterly.objective import strength_factor
+    from painterly.engine.objective import strength_factor
 
     assert strength_factor(build_config("stylize", {}).strength) == 1.0
     assert strength_factor(0.0) < strength_factor(0.3) < strength_factor(1.0)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageCms
 
 from painterly.errors import ExitCode, PainterlyError
-from painterly.images import fit_size, load_image, parse_size, resize, split_alpha, to_pil, to_tensor
+from painterly.media.images import fit_size, load_image, parse_size, resize, split_alpha, to_pil, to_tensor
 
 _SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

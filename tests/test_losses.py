@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from painterly.backbone import load_backbone
 from painterly.config import build_config
-from painterly.losses import content_loss, gram, style_layer_loss, tv_loss
-from painterly.objective import Objective
+from painterly.engine.backbone import load_backbone
+from painterly.engine.losses import content_loss, gram, style_layer_loss, tv_loss
+from painterly.engine.objective import Objective
 
 F = torch.tensor([[[[1.0, 3.0]]]])  # (1, 1, 1, 2)
 P = torch.tensor([[[[1.0, 1.0]]]])  # squared error [0, 4]

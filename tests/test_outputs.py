@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from painterly import outputs
 from painterly.errors import ExitCode, PainterlyError
-from painterly.outputs import (
+from painterly.media import outputs
+from painterly.media.outputs import (
     IMAGE_SUFFIXES,
     atomic_write_bytes,
     check_output_path,

@@ -11,15 +11,16 @@ from conftest import _painting, _photo
 from PIL import Image
 from torch import Tensor
 
-from painterly import api, memory
+from painterly import api
 from painterly.api import backbone_for
 from painterly.cli import main
 from painterly.config import build_config
-from painterly.images import to_tensor
-from painterly.objective import Objective
-from painterly.optimize import PixelOptimizer
-from painterly.precision import MixedPrecisionFeatures
-from painterly.tiling import TiledFeatures, TiledObjective, geometry, tiles
+from painterly.engine import memory
+from painterly.engine.objective import Objective
+from painterly.engine.optimize import PixelOptimizer
+from painterly.engine.precision import MixedPrecisionFeatures
+from painterly.engine.tiling import TiledFeatures, TiledObjective, geometry, tiles
+from painterly.media.images import to_tensor
 
 CPU = torch.device("cpu")
 

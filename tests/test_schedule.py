@@ -6,7 +6,7 @@ import pytest
 
 from painterly.api import scale_schedule
 from painterly.config import build_config
-from painterly.memory import smallest_side
+from painterly.engine.memory import smallest_side
 
 
 def _schedule(final, **options):

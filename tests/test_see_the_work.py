@@ -19,11 +19,11 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly.backbone import FeatureExtractor, PixelConvention
 from painterly.cli import main
-from painterly.features import feature_grid, top_channels
-from painterly.layout import GAP
-from painterly.sweep import combinations, sweep_grid
+from painterly.engine.backbone import FeatureExtractor, PixelConvention
+from painterly.jobs.sweep import combinations, sweep_grid
+from painterly.media.features import feature_grid, top_channels
+from painterly.media.layout import GAP
 
 FAST = ["--weights", "random", "--quiet"]
 ITERATIONS = 5

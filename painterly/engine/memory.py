@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import vgg
 
-from painterly.backbone import TORCHVISION_CFG
 from painterly.config import VGG_LAYERS, RunConfig
+from painterly.engine.backbone import TORCHVISION_CFG
 
 FLOAT = 4  # bytes; autocast on CUDA halves activations, which we ignore: the estimate errs on the safe side
 PROCESS = 800 * 2**20  # resident size of a Python process with torch imported and the trunk loaded

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from painterly import layout
-from painterly.backbone import FeatureExtractor
-from painterly.images import fit_size, to_tensor
+from painterly.engine.backbone import FeatureExtractor
+from painterly.media import layout
+from painterly.media.images import fit_size, to_tensor
 
 DEFAULT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from painterly.artifacts import Snapshot
-from painterly.images import fit_size, resize
+from painterly.media.artifacts import Snapshot
+from painterly.media.images import fit_size, resize
 
 EMBED_MAX_SIDE = 768  # the embedded result is scaled down to this; the full-size file is linked
 INPUT_MAX_SIDE = 384  # inputs are shown at most 320 px high: a smaller copy keeps the page light

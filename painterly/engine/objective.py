@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from painterly.backbone import FeatureExtractor
 from painterly.config import RunConfig
-from painterly.losses import (
+from painterly.engine.backbone import FeatureExtractor
+from painterly.engine.losses import (
     blend_moments,
     content_loss,
     gaussian_target,

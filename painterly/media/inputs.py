@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from painterly.color import grey, luminance, match_color, match_luminance, with_chroma
 from painterly.config import RunConfig
 from painterly.errors import PainterlyError
-from painterly.images import ImageSource, load_image, resize, split_alpha, to_tensor
+from painterly.media.color import grey, luminance, match_color, match_luminance, with_chroma
+from painterly.media.images import ImageSource, load_image, resize, split_alpha, to_tensor
 
 Sources = ImageSource | Sequence[ImageSource] | None
 

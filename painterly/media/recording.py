@@ -13,8 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from painterly import layout
-from painterly.artifacts import (
+from painterly.engine.optimize import Progress
+from painterly.media import layout
+from painterly.media.artifacts import (
     GIF_MAX_SIDE,
     Snapshot,
     Snapshots,
@@ -23,10 +24,9 @@ from painterly.artifacts import (
     loss_plot_png,
     losses_csv,
 )
-from painterly.images import ImageSource, load_image, split_alpha
-from painterly.optimize import Progress
-from painterly.outputs import atomic_write_bytes, save_image, sidecar
-from painterly.report import report_html
+from painterly.media.images import ImageSource, load_image, split_alpha
+from painterly.media.outputs import atomic_write_bytes, save_image, sidecar
+from painterly.media.report import report_html
 
 _FRAME_NAME = re.compile(r"^\d{4,}\.png$")
 

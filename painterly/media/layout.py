@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from painterly.images import fit_size, resize
+from painterly.media.images import fit_size, resize
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)

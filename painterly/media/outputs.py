@@ -11,7 +11,7 @@ from tempfile import NamedTemporaryFile
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from painterly.errors import ExitCode, PainterlyError
-from painterly.images import split_alpha
+from painterly.media.images import split_alpha
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
 METADATA_KEY = "painterly"  # iTXt chunk holding the run's settings as JSON

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from painterly.backbone import FeatureExtractor
-from painterly.losses import EPS, style_loss, tv_loss
-from painterly.objective import Objective, layer_mask, strength_factor
+from painterly.engine.backbone import FeatureExtractor
+from painterly.engine.losses import EPS, style_loss, tv_loss
+from painterly.engine.objective import Objective, layer_mask, strength_factor
 
 
 def geometry(extractor: FeatureExtractor) -> tuple[int, int]:

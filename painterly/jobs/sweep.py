@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from painterly import layout
 from painterly.api import Callback, Result, backbone_for, pick_device, run
-from painterly.backbone import FeatureExtractor
 from painterly.config import Mode, RunConfig, build_config
+from painterly.engine.backbone import FeatureExtractor
 from painterly.errors import PainterlyError
-from painterly.images import ImageSource
+from painterly.media import layout
+from painterly.media.images import ImageSource
 
 # RunConfig fields that can be swept, and what separates their values on the command line. Adding an
 # option is one line here; options whose own value is a comma list are separated by ";".

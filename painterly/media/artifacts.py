@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from painterly.images import fit_size, resize, to_pil
-from painterly.optimize import Progress
+from painterly.engine.optimize import Progress
+from painterly.media.images import fit_size, resize, to_pil
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # imported lazily: matplotlib takes a second to import

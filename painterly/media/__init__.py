@@ -1,0 +1,1 @@
+"""Pictures in and out: decoding, atomic outputs, colour transfer, artifacts, reports, layouts."""
