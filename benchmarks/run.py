@@ -74,7 +74,7 @@ def iteration_flops(cfg: RunConfig, extractor: nn.Module, size: tuple[int, int])
         elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
             h, w = h // 2, w // 2
         channels[i] = (c if isinstance(m, nn.Conv2d | nn.ReLU) else channels.get(i - 1, (3,))[0], h * w)
-    for name, _ in cfg.style_layers:
+    for name, _ in cfg.optimize.style_layers:
         c, hw = channels[extractor.layers[name]]
         flops += 2 * c * c * hw
     return 2 * flops
@@ -174,18 +174,18 @@ def naive_baseline(
     scale. Same weights, layers, norms and weights as ``cfg`` (our default objective).
     Returns (image, [(seconds, loss) per evaluation])."""
     t0 = time.perf_counter()
-    trunk = build_trunk(cfg.backbone, cfg.pooling)  # all 37 modules: nothing trimmed
+    trunk = build_trunk(cfg.optimize.backbone, cfg.optimize.pooling)  # all 37 modules: nothing trimmed
     init_random(trunk, 0)
     trunk.requires_grad_(False)
-    by_index = {i: n for n, i in VGG_LAYERS[cfg.backbone].items()}
-    style_w = dict(cfg.style_layers)
+    by_index = {i: n for n, i in VGG_LAYERS[cfg.optimize.backbone].items()}
+    style_w = dict(cfg.optimize.style_layers)
     model, content_losses, style_losses = nn.Sequential(), [], []
     model.add_module("normalization", Normalization())  # named: a key "0" would be replaced by conv1_1
     for i, layer in enumerate(trunk):
         model.add_module(str(i), layer)
         name = by_index.get(i)
         plain = nn.Sequential(Normalization(), *trunk[: i + 1])  # targets: style and content differ in size
-        if name in cfg.content_layers:
+        if name in cfg.optimize.content_layers:
             loss = ContentLoss(plain(content))
             model.add_module(f"content_{name}", loss)
             content_losses.append(loss)
@@ -204,7 +204,7 @@ def naive_baseline(
         model(image)
         c = sum(m.loss for m in content_losses) / len(content_losses)
         s = sum(m.loss for m in style_losses)
-        loss = cfg.content_weight * c + cfg.style_weight * s
+        loss = cfg.optimize.content_weight * c + cfg.optimize.style_weight * s
         loss.backward()
         trace.append((time.perf_counter() - t0, float(loss.detach())))
         return loss

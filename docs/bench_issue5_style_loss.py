@@ -35,7 +35,7 @@ def bench(fn, reps=5):
 im, si = load_image(c), load_image(s)
 x = to_tensor(resize(im, fit_size(*im.size, 256))).contiguous()
 y = to_tensor(resize(si, fit_size(*si.size, 256))).contiguous()
-names = [n for n, _ in cfg.style_layers]
+names = [n for n, _ in cfg.optimize.style_layers]
 with torch.no_grad():
     fs, fc = ex(y), ex(x)
 tot = {"gram": 0.0, "w2": 0.0, "naive": 0.0, "setup": 0.0}

@@ -6,7 +6,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import PIL
 import PIL.Image
@@ -55,8 +55,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def backbone_for(cfg: RunConfig, device: torch.device) -> FeatureExtractor:
-    layers = set(cfg.content_layers) | {name for name, _ in cfg.style_layers}
-    return load_backbone(cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, layers, device)
+    layers = set(cfg.optimize.content_layers) | {name for name, _ in cfg.optimize.style_layers}
+    return load_backbone(
+        cfg.optimize.backbone, cfg.optimize.weights, cfg.optimize.pooling, cfg.optimize.pixels, layers, device
+    )
 
 
 def output_size(cfg: RunConfig, content: PIL.Image.Image | None, style: PIL.Image.Image | None) -> tuple[int, int]:
@@ -75,18 +77,18 @@ def style_size_for(cfg: RunConfig, style: PIL.Image.Image, out: tuple[int, int])
 def scale_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) -> list[tuple[tuple[int, int], int]]:
     """Coarse-to-fine stages as ((W, H), iterations), smallest first, the last at ``final``.
 
-    Long sides grow geometrically from ``cfg.min_size`` to the final size (auto: one stage per doubling,
+    Long sides grow geometrically from ``cfg.optimize.min_size`` to the final size (auto: one stage per doubling,
     none when the final size is under 1.5x min_size); no stage's short side is below ``min_side``.
-    ``cfg.iterations`` is split evenly (the remainder goes to the last stage). Each stage starts from the
+    ``cfg.optimize.iterations`` is split evenly (the remainder goes to the last stage). Each stage starts from the
     previous result, so the costly full-size stage only refines, which is where the time goes."""
     long_side, short_side = max(final), min(final)
-    low = min(1.0, max(cfg.min_size / long_side, min_side / short_side))  # smallest stage / final
-    n = cfg.scales or (1 + max(0, math.ceil(math.log2(1 / low) - 0.5)))
-    n = max(1, min(n, cfg.iterations)) if low < 1 else 1
+    low = min(1.0, max(cfg.optimize.min_size / long_side, min_side / short_side))  # smallest stage / final
+    n = cfg.optimize.scales or (1 + max(0, math.ceil(math.log2(1 / low) - 0.5)))
+    n = max(1, min(n, cfg.optimize.iterations)) if low < 1 else 1
     ratios = [low ** (1 - k / (n - 1)) if n > 1 else 1.0 for k in range(n)]
     sizes = [(max(1, round(final[0] * r)), max(1, round(final[1] * r))) for r in ratios]
-    per_stage = [cfg.iterations // n] * n
-    per_stage[-1] += cfg.iterations - sum(per_stage)
+    per_stage = [cfg.optimize.iterations // n] * n
+    per_stage[-1] += cfg.optimize.iterations - sum(per_stage)
     return list(zip(sizes, per_stage, strict=True))
 
 
@@ -94,14 +96,14 @@ def _initial_image(cfg: RunConfig, content: Tensor | None, style: Tensor | None,
     """content | noise | style image, optionally blended: ratio·noise + (1-ratio)·image. RGB [0, 1]."""
     g = torch.Generator().manual_seed(cfg.seed)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    noise = mean + cfg.noise_amplitude * (2 * torch.rand(shape, generator=g) - 1)
-    base = {"content": content, "style": style, "noise": None}[cfg.init]
+    noise = mean + cfg.optimize.noise_amplitude * (2 * torch.rand(shape, generator=g) - 1)
+    base = {"content": content, "style": style, "noise": None}[cfg.optimize.init]
     if base is None:
         return noise
     base = base.cpu()
     if base.shape != noise.shape:  # the style image, at the output size
         base = torch.nn.functional.interpolate(base, size=shape[-2:], mode="bilinear", align_corners=False)
-    return cfg.init_noise_ratio * noise + (1 - cfg.init_noise_ratio) * base
+    return cfg.optimize.init_noise_ratio * noise + (1 - cfg.optimize.init_noise_ratio) * base
 
 
 def _stage(cfg: RunConfig, inputs, extractor, size, iterations, device, dtype) -> tuple:  # noqa: ANN001
@@ -147,7 +149,9 @@ def run(
     device = extractor.body[0].weight.device if extractor is not None else pick_device(cfg.device)
     out_size = output_size(cfg, content_im, style_im)
     style_size = style_size_for(cfg, style_im, out_size) if style_im is not None else None
-    fits = memory.check_fits(cfg, out_size, style_size, cfg.iterations, device)  # refuse before loading anything big
+    fits = memory.check_fits(
+        cfg, out_size, style_size, cfg.optimize.iterations, device
+    )  # refuse before loading anything big
     kept = memory.keep_freed_memory(fits, device)
     try:
         extractor = extractor or backbone_for(cfg, device)
@@ -173,11 +177,11 @@ def run(
                 objective,
                 extractor.pixels.to_net(init),
                 lambda v, o=objective, s=scaled: finish(o.image(v), s, cfg),
-                cfg.optimizer,
-                cfg.lr,
+                cfg.optimize.optimizer,
+                cfg.optimize.lr,
                 iterations,
-                cfg.tol,
-                numbering=(done, cfg.iterations, k + 1, len(schedule)),
+                cfg.optimize.tol,
+                numbering=(done, cfg.optimize.iterations, k + 1, len(schedule)),
                 start=start,
                 history_size=plan.history,
                 warm=opt.curvature_at(size, plan.history) if opt is not None else None,
@@ -232,7 +236,7 @@ def _metadata(cfg, extractor, device, content, style, history, schedule, setup, 
         "painterly": __version__,
         "mode": cfg.mode,
         "inputs": {"content": _describe(content), "style": _describe(style)},
-        "options": asdict(cfg),
+        "options": cfg.flat(),  # flat names: build_config(mode, options) rebuilds it
         "backbone": extractor.description,
         "seed": cfg.seed,
         "device": str(device),

@@ -169,7 +169,7 @@ def _run_and_save(  # noqa: ANN001
     mask=None,
 ) -> Result:
     update, close = _progress_bar(quiet, out.name)
-    recorder = RunRecorder(out, wanted or Wanted(), cfg.iterations)
+    recorder = RunRecorder(out, wanted or Wanted(), cfg.optimize.iterations)
     try:
         result = run(cfg, content, style, mask=mask, callbacks=[update, *recorder.callbacks], extractor=extractor)
     finally:
@@ -324,10 +324,17 @@ def features(
     the options."""
     out = check_output_path(output)
     cfg = _options("reconstruct", {"size": 256, **{k: v for k, v in values.items() if v is not None}}, config_file)
-    names = tuple(dict.fromkeys(resolve_layer(n, cfg.backbone) for n in parse_layers(layers)))
+    names = tuple(dict.fromkeys(resolve_layer(n, cfg.optimize.backbone) for n in parse_layers(layers)))
     if not names:
         raise PainterlyError("--layers is empty")
-    extractor = load_backbone(cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, names, pick_device(cfg.device))
+    extractor = load_backbone(
+        cfg.optimize.backbone,
+        cfg.optimize.weights,
+        cfg.optimize.pooling,
+        cfg.optimize.pixels,
+        names,
+        pick_device(cfg.device),
+    )
     photo = split_alpha(load_image(image))[0]
     save_image(feature_grid(extractor, resize(photo, fit_size(*photo.size, cfg.size)), names, channels, tile), out)
     if not quiet:
@@ -408,7 +415,7 @@ def estimate(content: str | None, mode: str, quiet: bool, config_file: str | Non
     click.echo(
         f"time: {final.seconds_per_iteration:.3g} s/iteration at {size[0]}x{size[1]} "
         f"({final.flops / 1e9:.0f} GFLOP at {gflops:.0f} GFLOP/s measured on {device.type}); "
-        f"whole run ~{total:.0f} s for {cfg.iterations} iterations over {len(stages)} scale(s)"
+        f"whole run ~{total:.0f} s for {cfg.optimize.iterations} iterations over {len(stages)} scale(s)"
     )
     if available and final.peak_bytes > memory.HEADROOM * available:
         largest = memory.largest_fitting(cfg, size, available, path=path)

@@ -81,7 +81,9 @@ def test_total_loss_gradient_matches_finite_differences(preset):
             tv_weight=0.5 if preset == "default" else None,
         ),
     )
-    ex = load_backbone("vgg19", "random", cfg.pooling, cfg.pixels, ["relu1_1", "relu2_1", "relu2_2"]).double()
+    ex = load_backbone(
+        "vgg19", "random", cfg.optimize.pooling, cfg.optimize.pixels, ["relu1_1", "relu2_1", "relu2_2"]
+    ).double()
     torch.manual_seed(0)
     content, style = torch.rand(1, 3, 8, 8, dtype=torch.float64), torch.rand(1, 3, 8, 8, dtype=torch.float64)
     objective = Objective(ex, cfg, content, style)

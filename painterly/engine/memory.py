@@ -55,9 +55,9 @@ def trunk_layers(backbone: str, deepest: int) -> list[Layer]:
 
 
 def _layers(cfg: RunConfig) -> tuple[list[Layer], dict[str, int]]:
-    names = set(cfg.content_layers) | {n for n, _ in cfg.style_layers}
-    table = {n: VGG_LAYERS[cfg.backbone][n] for n in names}
-    return trunk_layers(cfg.backbone, max(table.values())), table
+    names = set(cfg.optimize.content_layers) | {n for n, _ in cfg.optimize.style_layers}
+    table = {n: VGG_LAYERS[cfg.optimize.backbone][n] for n in names}
+    return trunk_layers(cfg.optimize.backbone, max(table.values())), table
 
 
 def _per_pixel(cfg: RunConfig) -> dict[str, float]:
@@ -66,13 +66,13 @@ def _per_pixel(cfg: RunConfig) -> dict[str, float]:
     layers, table = _layers(cfg)
     area = [1 / (la.stride * la.stride) for la in layers]
     saved = 3 + sum(la.channels * a for la, a in zip(layers, area, strict=True) if la.kind == "relu")
-    if cfg.pooling == "max":  # int64 indices of every pooled output
+    if cfg.optimize.pooling == "max":  # int64 indices of every pooled output
         saved += sum(2 * la.channels * a for la, a in zip(layers, area, strict=True) if la.kind == "pool")
     widest = max(la.channels * a for la, a in zip(layers, area, strict=True))
     loss = sum(layers[i].channels * area[i] for i in table.values())
-    content = sum(layers[table[n]].channels * area[table[n]] for n in cfg.content_layers)
+    content = sum(layers[table[n]].channels * area[table[n]] for n in cfg.optimize.content_layers)
     flops = sum(2 * la.c_in * la.channels * 9 * a for la, a in zip(layers, area, strict=True) if la.kind == "conv")
-    flops += sum(2 * layers[table[n]].channels ** 2 * area[table[n]] for n, _ in cfg.style_layers)
+    flops += sum(2 * layers[table[n]].channels ** 2 * area[table[n]] for n, _ in cfg.optimize.style_layers)
     return {"saved": saved, "widest": widest, "loss": loss, "content": content, "flops": flops}
 
 
@@ -125,8 +125,8 @@ def estimate(
 def _history(cfg: RunConfig, size: tuple[int, int], iterations: int | None, budget: float) -> int:
     """L-BFGS pairs: all iterations up to 100, but at most a quarter of the budget (at 4096 px one pair of
     image-sized vectors is 400 MB; a short history costs a little convergence speed, not correctness)."""
-    pairs = min(LBFGS_HISTORY, iterations or cfg.iterations)
-    if cfg.optimizer != "lbfgs":
+    pairs = min(LBFGS_HISTORY, iterations or cfg.optimize.iterations)
+    if cfg.optimize.optimizer != "lbfgs":
         return 0
     pair = 2 * 3 * size[0] * size[1] * FLOAT
     return max(5, min(pairs, int(0.25 * budget / pair))) if math.isfinite(budget) else pairs
@@ -296,7 +296,7 @@ def check_fits(
 
 def tiling_supported(cfg: RunConfig) -> bool:
     """Whether ``tiling.TiledObjective`` covers this configuration (it does not the Wasserstein loss)."""
-    return cfg.style_loss == "gram" or cfg.mode == "reconstruct"
+    return cfg.optimize.style_loss == "gram" or cfg.mode == "reconstruct"
 
 
 def stage_plan(

@@ -60,13 +60,13 @@ def style_terms(
     Styles sharing a region are blended per layer as weighted statistics (Σ w_k A_k for Grams, the mixture's
     mean and covariance for the Wasserstein loss) into one target. With one mask per style each style gets
     its own term on its own region, weighted n·w_k (1 each for an equal blend)."""
-    names = [n for n, _ in cfg.style_layers]
+    names = [n for n, _ in cfg.optimize.style_layers]
     stats = []
     with torch.no_grad():
         for s in styles:
             feats = extractor(s)
-            if cfg.style_loss == "gram":
-                stats.append({n: gram(feats[n], cfg.gram_norm) for n in names})
+            if cfg.optimize.style_loss == "gram":
+                stats.append({n: gram(feats[n], cfg.optimize.gram_norm) for n in names})
             else:
                 stats.append({n: mean_cov(feats[n]) for n in names})
         if masks is not None and len(masks) == len(styles) > 1:
@@ -82,7 +82,7 @@ def _targets(stats: list[dict], blend: Sequence[float], cfg: RunConfig) -> dict:
     ``1,0`` blend (zero-weight styles are dropped before this) is bit-for-bit the single-style run."""
     out = {}
     for n in stats[0]:
-        if cfg.style_loss == "gram":
+        if cfg.optimize.style_loss == "gram":
             out[n] = stats[0][n] if len(stats) == 1 else sum(w * st[n] for w, st in zip(blend, stats, strict=True))
         else:
             mus, covs = zip(*(st[n] for st in stats), strict=True)
@@ -118,8 +118,10 @@ class Objective:
         self.extractor, self.cfg = extractor, cfg
         styles = [] if style is None else [style] if isinstance(style, Tensor) else list(style)
         blend = list(blend) if blend is not None else [1.0 / len(styles)] * len(styles)
-        self.content_layers = cfg.content_layers if content is not None and cfg.content_weight > 0 else ()
-        self.style_weights = dict(cfg.style_layers) if styles else {}
+        self.content_layers = (
+            cfg.optimize.content_layers if content is not None and cfg.optimize.content_weight > 0 else ()
+        )
+        self.style_weights = dict(cfg.optimize.style_layers) if styles else {}
         with torch.no_grad():
             self.content_targets = extractor(content) if self.content_layers else {}
             self.content_targets = {n: self.content_targets[n] for n in self.content_layers}
@@ -149,13 +151,15 @@ class Objective:
         zero = v.new_zeros(())
         terms = {"content": zero, "style": zero, "tv": zero}
         if self.content_layers:
-            per_layer = [content_loss(feats[n], self.content_targets[n], cfg.content_norm) for n in self.content_layers]
-            terms["content"] = cfg.content_weight * torch.stack(per_layer).mean()
+            per_layer = [
+                content_loss(feats[n], self.content_targets[n], cfg.optimize.content_norm) for n in self.content_layers
+            ]
+            terms["content"] = cfg.optimize.content_weight * torch.stack(per_layer).mean()
         if self.style_terms:
             s = sum(term.weight * self._style(term, feats, v.shape[-2] * v.shape[-1]) for term in self.style_terms)
-            terms["style"] = cfg.style_weight * strength_factor(cfg.strength) * s
-        if cfg.tv_weight > 0:
-            terms["tv"] = cfg.tv_weight * tv_loss(v, cfg.tv_loss, cfg.tv_power)
+            terms["style"] = cfg.optimize.style_weight * strength_factor(cfg.strength) * s
+        if cfg.optimize.tv_weight > 0:
+            terms["tv"] = cfg.optimize.tv_weight * tv_loss(v, cfg.optimize.tv_loss, cfg.optimize.tv_power)
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
 
@@ -164,14 +168,16 @@ class Objective:
         cfg = self.cfg
         weights = self.style_weights
         masks = {n: None if term.mask is None else layer_mask(term.mask, feats[n].shape[-2:]) for n in weights}
-        if cfg.style_loss == "wasserstein":
+        if cfg.optimize.style_loss == "wasserstein":
             per_layer = [w * wasserstein_loss(feats[n], term.targets[n], masks[n]) for n, w in weights.items()]
             # W2 is ~10x Gram's size at equal style: scaled so the same strength gives a similar balance
             # (gallery trials: W2 at strength 0.25 looked like Gram at 0.5, i.e. a factor 10^-1)
             return WASSERSTEIN_SCALE * torch.stack(per_layer).sum()
         grams = {
-            n: gram(feats[n], cfg.gram_norm) if masks[n] is None else masked_gram(feats[n], masks[n], cfg.gram_norm)
+            n: gram(feats[n], cfg.optimize.gram_norm)
+            if masks[n] is None
+            else masked_gram(feats[n], masks[n], cfg.optimize.gram_norm)
             for n in self.style_weights
         }
         positions = {n: feats[n].shape[-2] * feats[n].shape[-1] for n in self.style_weights}
-        return style_loss(grams, term.targets, self.style_weights, cfg.style_norm, positions, pixels)
+        return style_loss(grams, term.targets, self.style_weights, cfg.optimize.style_norm, positions, pixels)

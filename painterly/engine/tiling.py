@@ -168,20 +168,20 @@ class TiledObjective:
         terms = {"content": zero, "style": style.detach(), "tv": zero}
         if obj.content_layers:
             per_layer = [scales[n] * content[n] for n in obj.content_layers]
-            terms["content"] = xd.new_tensor(cfg.content_weight * sum(per_layer) / len(per_layer))
+            terms["content"] = xd.new_tensor(cfg.optimize.content_weight * sum(per_layer) / len(per_layer))
         surrogate = zero
         if torch.is_grad_enabled() and x.requires_grad:
             g = self._backward(xd, names, sizes, masks, grads, scales)
             surrogate = (x * g).sum()
             surrogate = surrogate - surrogate.detach()  # value 0, gradient g: the two passes' result
-        if cfg.tv_weight > 0:
-            terms["tv"] = cfg.tv_weight * tv_loss(x, cfg.tv_loss, cfg.tv_power)
+        if cfg.optimize.tv_weight > 0:
+            terms["tv"] = cfg.optimize.tv_weight * tv_loss(x, cfg.optimize.tv_loss, cfg.optimize.tv_power)
         terms["total"] = terms["content"] + terms["style"] + terms["tv"] + surrogate
         return terms
 
     def _content_scales(self) -> dict[str, float]:
         """c_l with content_loss = c_l · Σ (F - P)² for each norm of ``losses.content_loss``."""
-        obj, norm = self.objective, self.objective.cfg.content_norm
+        obj, norm = self.objective, self.objective.cfg.optimize.content_norm
         scales = {}
         for n in obj.content_layers:
             p = obj.content_targets[n]
@@ -248,9 +248,9 @@ class TiledObjective:
                 grams = {n: leaves[k, n] * self._gram_factor(n, sizes[n], masks[k][n]) for n in obj.style_weights}
                 positions = {n: sizes[n][0] * sizes[n][1] for n in obj.style_weights}
                 total = total + term.weight * style_loss(
-                    grams, term.targets, obj.style_weights, cfg.style_norm, positions, image[0] * image[1]
+                    grams, term.targets, obj.style_weights, cfg.optimize.style_norm, positions, image[0] * image[1]
                 )
-            total = cfg.style_weight * strength_factor(cfg.strength) * total
+            total = cfg.optimize.style_weight * strength_factor(cfg.strength) * total
             keys = list(leaves)
             d = torch.autograd.grad(total, [leaves[k] for k in keys])
         return total.detach(), dict(zip(keys, d, strict=True))
@@ -259,7 +259,7 @@ class TiledObjective:
         """G = factor · Σ m f fᵀ, matching ``losses.gram`` and ``losses.masked_gram`` on the whole map."""
         hw = size[0] * size[1]
         c = self.objective.style_terms[0].targets[n].shape[-1]
-        divisor = {"none": 1, "hw": hw, "chw": c * hw}[self.objective.cfg.gram_norm]
+        divisor = {"none": 1, "hw": hw, "chw": c * hw}[self.objective.cfg.optimize.gram_norm]
         if mask is None:
             return 1 / divisor
         return hw / max(float(mask.double().sum()), EPS) / divisor
@@ -269,7 +269,7 @@ class TiledObjective:
         obj, cfg = self.objective, self.objective.cfg
         image = tuple(xd.shape[-2:])
         g = torch.zeros_like(xd)
-        weight = cfg.content_weight / max(1, len(obj.content_layers))
+        weight = cfg.optimize.content_weight / max(1, len(obj.content_layers))
         for t in tiles(*image, self.tile, self.extractor):
             crop = xd[..., t.cy0 : t.cy1, t.cx0 : t.cx1].clone().requires_grad_(True)
             with torch.enable_grad():
@@ -285,4 +285,4 @@ class TiledObjective:
 
 def supported(objective: Objective) -> bool:
     """Whether ``TiledObjective`` reproduces this objective exactly (Gram style losses; any content/TV)."""
-    return objective.cfg.style_loss == "gram" or not objective.style_terms
+    return objective.cfg.optimize.style_loss == "gram" or not objective.style_terms

@@ -120,7 +120,15 @@ def run_sweep(
     extractors: dict[tuple, FeatureExtractor] = {}
     cells = []
     for combo, cfg in planned:
-        key = (cfg.backbone, cfg.weights, cfg.pooling, cfg.pixels, cfg.content_layers, cfg.style_layers, cfg.device)
+        key = (
+            cfg.optimize.backbone,
+            cfg.optimize.weights,
+            cfg.optimize.pooling,
+            cfg.optimize.pixels,
+            cfg.optimize.content_layers,
+            cfg.optimize.style_layers,
+            cfg.device,
+        )
         if key not in extractors:
             extractors[key] = backbone_for(cfg, pick_device(cfg.device))
         result = run(cfg, content, style, callbacks=callbacks, extractor=extractors[key])
