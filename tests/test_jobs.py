@@ -1,0 +1,225 @@
+"""Jobs of many units: the local loop, the manifest (resume, --force, failures) and the Ray executor."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import _painting, _photo
+from PIL import Image
+
+from painterly.config import build_config
+from painterly.errors import PainterlyError
+from painterly.jobs.batch import ImagePainter, image_units
+from painterly.jobs.local import local_executor
+from painterly.jobs.units import MANIFEST_NAME, Manifest, Unit, run_job
+
+TINY = {"size": 64, "iterations": 2, "weights": "random", "min_size": 64}
+
+
+@pytest.fixture
+def photos(tmp_path) -> tuple[list[Path], Path]:
+    """Six tiny photos, the fourth a broken file, and a painting."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    files = []
+    for i in range(6):
+        path = folder / f"p{i}.png"
+        if i == 3:
+            path.write_bytes(b"this is not a png")
+        else:
+            _photo(72, 56, i).save(path)
+        files.append(path)
+    style = tmp_path / "style.png"
+    _painting(64, 64, 1).save(style)
+    return files, style
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return Manifest(out).records
+
+
+class Recorder:
+    """A painter that writes a small file per unit (no torch), remembering what it painted."""
+
+    def __init__(self, painted: list[str], fail: set[str] = frozenset(), stop_at: str | None = None) -> None:
+        self.painted, self.fail, self.stop_at = painted, fail, stop_at
+
+    def __call__(self, unit: Unit) -> None:
+        if unit.name == self.stop_at:
+            raise KeyboardInterrupt
+        if unit.name in self.fail:
+            raise PainterlyError(f"{unit.content}: not an image\n(second line)")
+        self.painted.append(unit.name)
+        unit.output.write_text(unit.name)
+
+
+def _fake_units(tmp_path: Path, n: int = 4, **cfg_values) -> list[Unit]:
+    cfg = build_config("stylize", {**TINY, **cfg_values})
+    inputs = []
+    for i in range(n):
+        path = tmp_path / f"in{i}.txt"
+        path.write_text(f"input {i}")
+        inputs.append(path)
+    return image_units(inputs, cfg, str(inputs[0]), tmp_path / "out", suffix=".txt")
+
+
+def test_local_job_records_each_unit_and_one_line_errors(tmp_path):
+    units, painted = _fake_units(tmp_path), []
+    executor = local_executor(lambda: Recorder(painted, fail={"in2.txt"}))
+    summary = run_job(units, tmp_path / "out", executor)
+    assert painted == ["in0.txt", "in1.txt", "in3.txt"]
+    assert (summary.done, summary.failed, summary.skipped, summary.total) == (3, 1, 0, 4)
+    records = _records(tmp_path / "out")
+    assert [records[u.name]["status"] for u in units] == ["done", "done", "failed", "done"]
+    assert records["in2.txt"]["error"].endswith("not an image (second line)")  # one line
+    assert records["in0.txt"]["input"]["content"] == str(tmp_path / "in0.txt")
+    assert len(records["in0.txt"]["config_hash"]) == 64
+    assert summary.failures == [("in2.txt", records["in2.txt"]["error"])]
+
+
+def test_rerun_skips_done_units_and_retries_failed_ones(tmp_path):
+    units, painted = _fake_units(tmp_path), []
+    run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted, fail={"in2.txt"})))
+    before = {u.name: u.output.stat().st_mtime_ns for u in units if u.output.exists()}
+    painted.clear()
+    summary = run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    assert painted == ["in2.txt"] and summary.skipped == 3 and summary.done == 1
+    assert all(u.output.stat().st_mtime_ns == before[u.name] for u in units if u.name in before)
+    painted.clear()
+    assert run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)), force=True).done == 4
+    assert painted == [u.name for u in units]
+
+
+def test_interrupted_job_resumes_with_only_the_missing_units(tmp_path):
+    units, painted = _fake_units(tmp_path), []
+    with pytest.raises(KeyboardInterrupt):
+        run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted, stop_at="in2.txt")))
+    statuses = {name: r["status"] for name, r in _records(tmp_path / "out").items()}
+    assert statuses == {"in0.txt": "done", "in1.txt": "done", "in2.txt": "pending", "in3.txt": "pending"}
+    first = units[0].output.stat().st_mtime_ns
+    painted.clear()
+    run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    assert painted == ["in2.txt", "in3.txt"]
+    assert units[0].output.stat().st_mtime_ns == first
+
+
+def test_a_changed_config_input_or_missing_output_redoes_the_unit(tmp_path):
+    units, painted = _fake_units(tmp_path), []
+    run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    painted.clear()
+    run_job(_fake_units(tmp_path, iterations=3), tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    assert len(painted) == 4  # another config hash
+    painted.clear()
+    units = _fake_units(tmp_path, iterations=3)
+    (tmp_path / "in1.txt").write_text("edited")
+    units[3].output.unlink()
+    run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    # in0 is every unit's style here, so editing in1 changes only unit 1; unit 3 lost its output
+    assert painted == ["in1.txt", "in3.txt"]
+
+
+def test_a_torn_last_manifest_line_is_ignored(tmp_path):
+    units, painted = _fake_units(tmp_path), []
+    run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    path = tmp_path / "out" / MANIFEST_NAME
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])  # crash mid-append
+    painted.clear()
+    run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted)))
+    assert painted == ["in3.txt"]
+    assert all(json.loads(line) for line in path.read_text().splitlines())  # rewritten whole at the start
+
+
+def test_units_sharing_an_output_name_are_refused(tmp_path):
+    units = _fake_units(tmp_path, n=2)
+    with pytest.raises(PainterlyError, match="share one output"):
+        run_job([units[0], units[0]], tmp_path / "out", local_executor(lambda: Recorder([])))
+
+
+def test_the_image_painter_writes_each_photo_and_records_the_broken_one(photos, tmp_path):
+    files, style = photos
+    cfg = build_config("stylize", TINY)
+    out = tmp_path / "out"
+    summary = run_job(image_units(files, cfg, str(style), out), out, local_executor(ImagePainter))
+    assert (summary.done, summary.failed) == (5, 1)
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png", "p4.png", "p5.png"]
+    assert Image.open(out / "p0.png").size == (64, 50)
+    assert "p3.png" in _records(out)["p3.png"]["error"]
+
+
+def test_ray_is_a_one_line_error_naming_the_extra_when_missing(monkeypatch):
+    from painterly.jobs.ray import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(PainterlyError, match=r'pip install "painterly\[cluster\]"'):
+        import_ray()
+
+
+# --- Ray: one local instance for the module (starting one takes seconds) ---
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    # painters defined here travel by value: the workers cannot import this test module
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_ray_gives_the_local_pixels_and_records_the_broken_input(ray_local, photos, tmp_path):
+    from painterly.jobs.ray import run_units
+
+    files, style = photos
+    cfg = build_config("stylize", TINY)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    run_job(image_units(files, cfg, str(style), local), local, local_executor(ImagePainter))
+    painter = functools.partial(ImagePainter, cfg)
+    summary = run_job(
+        image_units(files, cfg, str(style), remote),
+        remote,
+        lambda units, progress: run_units(units, painter, progress, workers=2),
+    )
+    assert (summary.done, summary.failed) == (5, 1)
+    assert "not" in _records(remote)["p3.png"]["error"]
+    for name in ["p0.png", "p1.png", "p2.png", "p4.png", "p5.png"]:
+        assert np.array_equal(_pixels(local / name), _pixels(remote / name)), name
+    workers = {r["worker"] for r in _records(remote).values()}
+    assert len(workers) == 2  # both actors painted
+
+
+class CrashOnce:
+    """Kills its whole worker process on its first unit, once per job (a flag file remembers)."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = Path(flag)
+
+    def __call__(self, unit: Unit) -> None:
+        if not self.flag.exists():
+            self.flag.write_text(unit.name)
+            os._exit(1)
+        with open(unit.output, "a") as f:  # appends: a unit painted twice would show
+            f.write(unit.name)
+
+
+def test_ray_retries_a_dead_workers_unit_and_paints_each_exactly_once(ray_local, tmp_path):
+    from painterly.jobs.ray import run_units
+
+    units = _fake_units(tmp_path, n=6)
+    flag = tmp_path / "crashed"
+    painter = functools.partial(CrashOnce, str(flag))
+    summary = run_job(units, tmp_path / "out", lambda us, progress: run_units(us, painter, progress, workers=2))
+    assert (summary.done, summary.failed) == (6, 0)
+    assert flag.exists()  # a worker did die
+    assert [u.output.read_text() for u in units] == [u.name for u in units]
