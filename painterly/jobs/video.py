@@ -1,0 +1,224 @@
+"""Stylise a clip frame by frame with temporal consistency; frames stream through, runs resume.
+
+For each frame t the optical flow between input frames t-1 and t gives the previous output warped onto the
+current frame and a mask of the pixels whose motion is reliable (``engine/flow.py``). Two ways to use them:
+
+- one-pass painters (``blend=True``): O_t = P_t + W·M·(warp(O_{t-1}) − P_t), i.e. the new result is blended
+  with the warped previous one on reliable pixels (the blending baseline of Lai et al. 2018);
+- optimising painters (``blend=False``): the painter gets ``init`` = warp(O_{t-1}) on reliable pixels and
+  the frame elsewhere, and ``mask``, for the masked temporal loss of Ruder et al. 2016.
+
+Every finished frame is a PNG in a state folder beside the output (``.NAME.painterly/``) with a manifest;
+``resume=True`` reuses them, so an interrupted run continues where it stopped and gives the same output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+from painterly.engine.flow import FlowEstimator, WarpingError, reliability, to_array, to_tensor, warp
+from painterly.errors import ExitCode, PainterlyError
+from painterly.media.images import fit_size
+from painterly.media.outputs import write_json
+from painterly.media.video import VideoSource, VideoWriter, check_video_output, open_video
+
+TEMPORAL_DEFAULT = 0.8  # --temporal: see docs/benchmarks.md (Video) for E and style strength against W
+
+
+class Painter(Protocol):
+    """``paint(frame, init, mask)`` -> the painted frame, (1, 3, H, W) in [0, 1] (any size: it is resized to
+    the frame's). ``frame``: (1, 3, H, W) in [0, 1]. ``init`` (optimising painters): the warped previous
+    result to start from, None for the first frame or ``temporal=0``; ``mask`` (1, 1, H, W): where it is
+    reliable. One-pass painters may ignore both."""
+
+    def __call__(self, frame: Tensor, init: Tensor | None, mask: Tensor | None = None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class FrameProgress:
+    """One finished frame: ``index`` 1-based, ``total`` an estimate for video files, ``resumed`` when it came
+    from the state folder."""
+
+    index: int
+    total: int
+    elapsed: float
+    resumed: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.index / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class VideoResult:
+    path: Path | None  # None when cancelled (the state folder is kept for --resume)
+    frames: int
+    rate: Fraction
+    size: tuple[int, int]
+    seconds: float
+    resumed: int = 0  # frames taken from the state folder
+    warping_error: float | None = None  # Lai et al. 2018, when measured
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return (self.frames - self.resumed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def state_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.painterly")
+
+
+def temporal_blend(painted: np.ndarray, warped: np.ndarray, mask: np.ndarray, weight: float) -> np.ndarray:
+    """O = P + w·M·(warp(O_prev) − P): float (H, W, 3) arrays, ``mask`` (H, W) in [0, 1], w in [0, 1]."""
+    return painted + (weight * mask)[..., None] * (warped - painted)
+
+
+def stylize_video(
+    source: str | Path | VideoSource,
+    out: str | Path,
+    paint: Painter,
+    *,
+    blend: bool = True,
+    temporal: float = TEMPORAL_DEFAULT,
+    size: int | tuple[int, int] | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    resume: bool = False,
+    settings: dict | None = None,
+    flow: str | FlowEstimator = "auto",
+    measure: bool = False,
+    on_frame: Callable[[FrameProgress], None] | None = None,
+    cancel: object | None = None,
+) -> VideoResult:
+    """Paint every frame of ``source`` in [start, start + duration) seconds and write ``out`` (a video, a
+    GIF/WebP, or a folder of PNGs) at the input's frame rate, with its audio.
+
+    ``size``: the long side (or a WxH box) the frames are painted at; None keeps the input's. ``settings``:
+    what the output depends on besides the input (the painter's options); a resumed run must have the same.
+    ``measure``: also compute the warping error. ``cancel.is_set()`` stops after the current frame (the
+    state folder is kept); Ctrl-C does the same and re-raises."""
+    src = source if isinstance(source, VideoSource) else open_video(source)
+    out = check_video_output(out)
+    if not 0 <= temporal <= 1 and blend:
+        raise PainterlyError(f"--temporal {temporal}: must be between 0 and 1 for one-pass painting")
+    if temporal < 0:
+        raise PainterlyError(f"--temporal {temporal}: must be >= 0")
+    work = fit_size(src.width, src.height, size) if size is not None else (src.width, src.height)
+    manifest = _manifest(src, work, blend, temporal, start, duration, settings)
+    state = state_dir(out)
+    done = _prepare_state(state, manifest, resume)
+    estimator = flow if isinstance(flow, FlowEstimator) else FlowEstimator(flow)
+    metric = WarpingError(estimator) if measure else None
+    writer = VideoWriter(out, src.rate, src, start, duration)
+    t0, count, prev, interrupted = time.perf_counter(), 0, None, False
+    total = max(1, round(min(src.frame_count / float(src.rate) - start, duration or float("inf")) * float(src.rate)))
+    try:
+        with writer:
+            for count, frame in enumerate(src.frames(start, duration), 1):
+                cur = frame if (frame.shape[1], frame.shape[0]) == work else cv2.resize(frame, work, cv2.INTER_AREA)
+                flows = None
+                if prev is not None and (count > done or metric is not None) and (temporal > 0 or metric):
+                    fwd, bwd = estimator(prev[0], cur)
+                    flows = (fwd, bwd, reliability(fwd, bwd))
+                if count <= done:
+                    result = np.asarray(Image.open(state / "frames" / f"{count:06d}.png").convert("RGB"))
+                else:
+                    result = _paint_one(paint, cur, prev, flows, blend, temporal)
+                    Image.fromarray(result).save(state / "frames" / f"{count:06d}.png")
+                    write_json(state / "manifest.json", {**manifest, "frames_done": count})
+                if metric is not None:
+                    metric.update(cur, result, flows)
+                writer.write(result)
+                prev = (cur, result)
+                if on_frame is not None:
+                    on_frame(FrameProgress(count, max(total, count), time.perf_counter() - t0, count <= done))
+                if cancel is not None and cancel.is_set():
+                    interrupted = True
+                    break
+            if interrupted:
+                writer.abort()
+            else:
+                writer.close()
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)  # a failed run leaves nothing behind
+        raise
+    if not interrupted:
+        shutil.rmtree(state, ignore_errors=True)
+    return VideoResult(
+        None if interrupted else out,
+        count,
+        src.rate,
+        work,
+        time.perf_counter() - t0,
+        min(done, count),
+        metric.value if metric is not None else None,
+        list(writer.notes),
+    )
+
+
+def _paint_one(paint: Painter, cur: np.ndarray, prev: tuple | None, flows: tuple | None, blend: bool, w: float):
+    """One frame through the painter and the temporal step; returns (H, W, 3) uint8."""
+    h, wd = cur.shape[:2]
+    frame = to_tensor(cur)
+    warped = mask = None
+    if flows is not None and w > 0:
+        warped = warp(prev[1].astype(np.float32) / 255, flows[1])
+        mask = flows[2]
+    if blend or warped is None:
+        painted = paint(frame, None, None)
+    else:
+        init = temporal_blend(cur.astype(np.float32) / 255, warped, mask, 1.0)  # warped where reliable
+        painted = paint(frame, to_tensor(init), to_tensor(mask[..., None]))
+    result = to_array(painted.clamp(0, 1))
+    if result.shape[:2] != (h, wd):
+        result = cv2.resize(result, (wd, h), interpolation=cv2.INTER_AREA)
+    if blend and warped is not None:
+        result = temporal_blend(result, warped, mask, w)
+    # quantised before it becomes the next frame's "previous": a resumed run then matches exactly
+    return np.clip(np.rint(result * 255), 0, 255).astype(np.uint8)
+
+
+def _manifest(src: VideoSource, work, blend, temporal, start, duration, settings) -> dict:  # noqa: ANN001
+    stat = src.path.stat()
+    key = {"input": str(src.path.resolve()), "input_bytes": stat.st_size, "input_mtime": stat.st_mtime_ns}
+    key.update(size=list(work), blend=blend, temporal=temporal, start=start, duration=duration)
+    key["settings"] = json.loads(json.dumps(settings or {}, default=str, sort_keys=True))
+    key["key"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return key
+
+
+def _prepare_state(state: Path, manifest: dict, resume: bool) -> int:
+    """Create the state folder; return how many finished frames a resumed run can reuse."""
+    if resume and (state / "manifest.json").is_file():
+        try:
+            old = json.loads((state / "manifest.json").read_text())
+        except ValueError:
+            old = {}
+        if old.get("key") != manifest["key"]:
+            raise PainterlyError(
+                f"{state}: was made from another input or other settings; run without --resume to start over",
+                ExitCode.USAGE,
+            )
+        done = int(old.get("frames_done", 0))
+        while done and not (state / "frames" / f"{done:06d}.png").is_file():
+            done -= 1
+        return done
+    shutil.rmtree(state, ignore_errors=True)
+    (state / "frames").mkdir(parents=True)
+    write_json(state / "manifest.json", {**manifest, "frames_done": 0})
+    return 0
