@@ -13,6 +13,11 @@ from torch import Tensor
 
 Objective = Callable[[Tensor], dict[str, Tensor]]
 
+# A step is rejected when its loss is non-finite or above REJECT_FACTOR x the best loss of the stage (the
+# figures behind 10 are in docs/benchmarks.md, "Blow-up guard").
+REJECT_FACTOR = 10.0
+MAX_REJECTIONS = 5  # rejections without a new best loss in between before a stage gives up
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -25,6 +30,7 @@ class Progress:
     _image: Callable[[], Tensor] = field(repr=False)
     scale: int = 1  # coarse-to-fine: which scale (1-based) of ``scales`` this iteration belongs to
     scales: int = 1
+    note: str | None = None  # e.g. this iteration's step was rejected and the optimiser restarted
 
     def image(self) -> Tensor:
         """The image this iteration evaluated, RGB in [0, 1], (1, 3, H, W), detached and clamped."""
@@ -33,6 +39,14 @@ class Progress:
 
 class PixelOptimizer:
     """Minimises ``objective(v)`` over the pixels v (network space) and keeps the best image seen.
+
+    Guard against blow-ups (L-BFGS here runs without a line search, so nothing else catches a bad step): an
+    evaluation whose loss is non-finite or above ``REJECT_FACTOR`` x the stage's best rejects the step that led
+    there. The optimiser goes back to the best point and restarts from fresh state: L-BFGS drops its curvature
+    pairs (a warm start's carried ones too, which is what misbehaves when a term's scale changes between
+    stages) and takes a short gradient step; Adam drops its moments. A stage that makes ``MAX_REJECTIONS``
+    rejections without finding a better point stops there and says why in ``ended_early``. ``notes`` has one
+    line per thing worth telling (rejected steps, an early end); the iteration's ``Progress.note`` says it too.
 
     ``best`` survives an exception or Ctrl-C raised while iterating ``steps()``."""
 
@@ -78,6 +92,9 @@ class PixelOptimizer:
         self.best: Tensor | None = None  # network space
         self.best_loss = math.inf
         self.history: list[dict[str, float]] = []
+        self.rejected: list[tuple[int, str]] = []  # (iteration, why) of every rejected step
+        self.ended_early: str | None = None  # why this stage stopped before its iterations (no stage prefix)
+        self._stalled = 0  # rejections since the best loss last improved
 
     def best_image(self) -> Tensor | None:
         return None if self.best is None else self.to_image(self.best)
@@ -90,19 +107,77 @@ class PixelOptimizer:
         total = self._terms["total"]
         self._evaluated = self.v.detach().clone()
         if total < self.best_loss:
-            self.best_loss, self.best = total, self._evaluated
+            self.best_loss, self.best, self._stalled = total, self._evaluated, 0
         return terms["total"]
 
     def steps(self) -> Iterator[Progress]:
+        """One evaluation per iteration; the step it leads to is taken, or rejected (see the class)."""
         start = self.start if self.start is not None else time.perf_counter()
         done, total, scale, scales = self.numbering
         for i in range(done + 1, done + self.iterations + 1):
-            self.opt.step(self._evaluate)
+            loss = self._evaluate()
             losses, evaluated, elapsed = self._terms, self._evaluated, time.perf_counter() - start
+            why = self._rejects(losses["total"])
+            if why is None:
+                self.opt.step(lambda loss=loss: loss)  # the closure's evaluation is the one just made
+            else:
+                self._reject(i, why)
+            note = None if why is None else f"step rejected ({why}); {self._restart_note()}"
             self.history.append({"iteration": i, **losses, "elapsed": elapsed, "scale": scale})
-            yield Progress(i, total, losses, elapsed, lambda e=evaluated: self.to_image(e), scale, scales)
-            if not math.isfinite(losses["total"]) or self._converged():
+            yield Progress(i, total, losses, elapsed, lambda e=evaluated: self.to_image(e), scale, scales, note)
+            if self.ended_early or self._converged():
                 return
+
+    def _rejects(self, loss: float) -> str | None:
+        """Why the step that led to a point with this loss is rejected, or None to keep it."""
+        if not math.isfinite(loss):
+            return "non-finite loss"
+        if loss > REJECT_FACTOR * self.best_loss:
+            return f"loss {loss / self.best_loss:.3g}x the best"
+        return None
+
+    def _reject(self, iteration: int, why: str) -> None:
+        """Go back to the best point with fresh optimiser state, or end the stage when that is hopeless."""
+        self.rejected.append((iteration, why))
+        self._stalled += 1
+        done = iteration - self.numbering[0]
+        if self.best is None:
+            self.ended_early = f"stopped at its first iteration: {why} at the starting point"
+        elif self._stalled >= MAX_REJECTIONS:
+            self.ended_early = (
+                f"ended after {done} of {self.iterations} iterations: {self._stalled} steps "
+                f"rejected without a better point (last: {why}); keeping its best, loss {self.best_loss:.4g}"
+            )
+        if self.best is not None:
+            with torch.no_grad():
+                self.v.copy_(self.best)
+            self.opt.state.clear()  # L-BFGS: no pairs, n_iter 0 (a short gradient step next); Adam: no moments
+
+    def _restart_note(self) -> str:
+        if self.ended_early:
+            return "stage ended"
+        state = "curvature" if isinstance(self.opt, torch.optim.LBFGS) else "moments"
+        return f"back to the best point (loss {self.best_loss:.4g}), {state} restarted"
+
+    def _stage(self) -> str:
+        _, _, scale, scales = self.numbering
+        return f"stage {scale}/{scales}: " if scales > 1 else ""
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per thing worth telling about this stage: its rejected steps, an early end."""
+        notes = []
+        if self.rejected:
+            shown = ", ".join(f"{i} ({why})" for i, why in self.rejected[:6])
+            more = f" and {len(self.rejected) - 6} more" if len(self.rejected) > 6 else ""
+            state = "curvature" if isinstance(self.opt, torch.optim.LBFGS) else "moments"
+            notes.append(
+                f"{self._stage()}rejected {len(self.rejected)} step{'s' * (len(self.rejected) > 1)} at "
+                f"iteration{'s' * (len(self.rejected) > 1)} {shown}{more}; back to the best point, {state} restarted"
+            )
+        if self.ended_early:
+            notes.append(f"{self._stage()}{self.ended_early}")
+        return notes
 
     def curvature_at(self, size: tuple[int, int], history_size: int = 100) -> dict | None:
         """L-BFGS's curvature pairs carried to the next, larger coarse-to-fine stage (a multigrid warm start),
