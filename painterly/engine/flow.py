@@ -103,6 +103,13 @@ def _load_raft(path: Path, device: torch.device) -> torch.nn.Module:
     return model.eval().to(device)
 
 
+def resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) array to (W, H) = ``size``: area averaging (``cv2.INTER_AREA``); the same array if it fits."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+
+
 def to_array(image: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) tensor in [0, 1] -> (H, W, 3) float32 array."""
     return np.ascontiguousarray(image[0].detach().float().permute(1, 2, 0).cpu().numpy())
@@ -110,7 +117,7 @@ def to_array(image: torch.Tensor) -> np.ndarray:
 
 def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) array (uint8 or float in [0, 1]) -> (1, 3, H, W) float32 tensor in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].float()  # a writable copy
     return (x / 255 if array.dtype == np.uint8 else x).to(device)
 
 

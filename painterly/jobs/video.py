@@ -23,14 +23,23 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from painterly.engine.flow import FlowEstimator, WarpingError, reliability, to_array, to_tensor, warp
+from painterly.config import RunConfig
+from painterly.engine.flow import (
+    FlowEstimator,
+    WarpingError,
+    reliability,
+    resize_array,
+    to_array,
+    to_tensor,
+    warp,
+)
 from painterly.errors import ExitCode, PainterlyError
-from painterly.media.images import fit_size
+from painterly.media.images import fit_size, load_image
+from painterly.media.inputs import Sources, as_list
 from painterly.media.outputs import write_json
 from painterly.media.video import VideoSource, VideoWriter, check_video_output, open_video
 
@@ -75,6 +84,29 @@ class VideoResult:
     @property
     def fps(self) -> float:
         return (self.frames - self.resumed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def api_painter(cfg: RunConfig, style: Sources, *, mask: Sources = None, extractor: object = None) -> Painter:
+    """A painter that runs ``painterly.run`` on each frame at the frame's size: one forward pass for
+    ``cfg.method == "fast"``, else an optimisation that starts from ``init`` when it is given. Styles and
+    masks given as paths are decoded once, not per frame."""
+    from painterly import api
+
+    styles = [load_image(s) if isinstance(s, str | Path) else s for s in as_list(style)]
+    masks = [load_image(m) if isinstance(m, str | Path) else m for m in as_list(mask)] or None
+
+    def paint(frame: Tensor, init: Tensor | None, reliable: Tensor | None = None) -> Tensor:
+        h, w = frame.shape[-2:]
+        kwargs = {"init": init} if init is not None and cfg.method == "optimize" else {}
+        if extractor is not None:
+            kwargs["extractor"] = extractor
+        result = api.run(cfg.replace(size=(w, h)), frame, styles if len(styles) > 1 else styles[0], mask=masks,
+                         **kwargs)  # fmt: skip
+        if result.interrupted:
+            raise KeyboardInterrupt
+        return to_tensor(np.asarray(result.image.convert("RGB")))
+
+    return paint
 
 
 def state_dir(out: Path) -> Path:
@@ -128,7 +160,7 @@ def stylize_video(
     try:
         with writer:
             for count, frame in enumerate(src.frames(start, duration), 1):
-                cur = frame if (frame.shape[1], frame.shape[0]) == work else cv2.resize(frame, work, cv2.INTER_AREA)
+                cur = resize_array(frame, work)
                 flows = None
                 if prev is not None and (count > done or metric is not None) and (temporal > 0 or metric):
                     fwd, bwd = estimator(prev[0], cur)
@@ -185,8 +217,7 @@ def _paint_one(paint: Painter, cur: np.ndarray, prev: tuple | None, flows: tuple
         init = temporal_blend(cur.astype(np.float32) / 255, warped, mask, 1.0)  # warped where reliable
         painted = paint(frame, to_tensor(init), to_tensor(mask[..., None]))
     result = to_array(painted.clamp(0, 1))
-    if result.shape[:2] != (h, wd):
-        result = cv2.resize(result, (wd, h), interpolation=cv2.INTER_AREA)
+    result = resize_array(result, (wd, h))
     if blend and warped is not None:
         result = temporal_blend(result, warped, mask, w)
     # quantised before it becomes the next frame's "previous": a resumed run then matches exactly

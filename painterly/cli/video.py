@@ -1,0 +1,75 @@
+"""The video command: paint every frame of a clip, with optical-flow temporal consistency."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from painterly.cli import cli
+from painterly.cli.options import make_config, merged_options, run_options
+from painterly.errors import ExitCode, PainterlyError
+
+
+@cli.command()
+@click.argument("source", metavar="IN")
+@click.option("--output", "-o", required=True, help="Video (.mp4 .mov .mkv .webm .avi), .gif, .webp, or a folder.")
+@click.option("--style", "-s", required=True, multiple=True, help="Style image (a painting); repeat to mix.")
+@click.option("--mask", multiple=True, help="Where to stylise (white) or keep the frame; once or per style.")
+@click.option(
+    "--temporal",
+    type=click.FloatRange(min=0),
+    help="Temporal consistency, 0 = every frame on its own. fast: blend weight 0..1 [0.8]; optimize: weight "
+    "of the temporal loss [see docs/benchmarks.md].",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished frame.")
+@click.option("--start", type=click.FloatRange(min=0), default=0.0, help="First second to paint. [0]")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Seconds to paint. [to the end]")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate of a folder of frames. [25]")
+@click.option("--flow", type=click.Choice(["auto", "dis", "raft"]), default="auto", help="Optical flow. [auto]")
+@run_options(blocks=("", "optimize", "fast"))
+def video(source: str, output: str, style: tuple[str, ...], mask: tuple[str, ...], temporal: float | None,
+          resume: bool, start: float, duration: float | None, fps: float | None, flow: str, quiet: bool,
+          config_file: str | None, **values) -> None:  # fmt: skip
+    """Paint every frame of IN (a video, an animated GIF/WebP or a folder of frames) in the style of STYLE.
+
+    Same frame rate, audio kept where the output takes it. --size defaults to the input's size; --method
+    defaults to fast."""
+    from painterly.jobs.video import TEMPORAL_DEFAULT, api_painter, state_dir, stylize_video
+    from painterly.media.video import check_video_output, open_video
+
+    merged = merged_options(values, config_file)
+    size = merged.pop("size", None)
+    merged.setdefault("method", "fast")
+    cfg, init = make_config("stylize", merged, None)
+    if init is not None:
+        raise PainterlyError("--init PATH does not apply to video (each frame starts from the previous one)")
+    src = open_video(source, Fraction(fps).limit_denominator(1001) if fps else None)
+    out = check_video_output(output)
+    painter = api_painter(cfg, list(style), mask=list(mask) or None)
+    weight = TEMPORAL_DEFAULT if temporal is None else temporal
+    settings = {"config": cfg, "style": [str(Path(s).resolve()) for s in style], "mask": list(mask), "flow": flow}
+    bar = tqdm(desc=out.name, disable=quiet, file=sys.stderr, unit="frame", dynamic_ncols=True)
+
+    def update(p) -> None:  # noqa: ANN001
+        bar.total = p.total
+        bar.update(1)
+
+    try:
+        result = stylize_video(src, out, painter, blend=cfg.method == "fast", temporal=weight, size=size,
+                               start=start, duration=duration, resume=resume, settings=settings, flow=flow,
+                               on_frame=update)  # fmt: skip
+    except KeyboardInterrupt:
+        raise PainterlyError(
+            f"interrupted: finished frames are kept in {state_dir(out)}; run again with --resume to continue",
+            ExitCode.INTERRUPTED,
+        ) from None
+    finally:
+        bar.close()
+    for note in result.notes:
+        click.echo(f"painterly: {note}", err=True)
+    if not quiet:
+        click.echo(f"wrote {out} ({result.frames} frames, {result.fps:.2f} frames/s)", err=True)
