@@ -44,7 +44,17 @@ class Worker:
 
             torch.set_num_threads(threads)  # its share of the node's cores, not all of them
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.paint = painter()
+        self.paint, self.error = None, None
+        try:
+            self.paint = painter()
+        except PainterlyError as err:  # e.g. a style image or weights file that cannot be read
+            self.error = str(err)
+        except Exception as exc:  # noqa: BLE001 - reported by ready() with its type, as the local loop would show
+            self.error = f"internal error: {type(exc).__name__}: {exc}"
+
+    def ready(self) -> str | None:
+        """None, or why this worker could not build its painter (the same for every unit: stop the job)."""
+        return self.error
 
     def run(self, unit: Unit) -> Outcome:
         return attempt(self.paint, unit, self.name)
@@ -107,6 +117,9 @@ def run_units(
         return replacements[key]
 
     try:
+        for error in ray.get([worker.ready.remote() for worker in pool]):
+            if error is not None:
+                raise PainterlyError(f"a worker could not start: {' '.join(error.split())}", ExitCode.RUNTIME)
         for worker in pool:
             for _ in range(IN_FLIGHT):
                 if queue:

@@ -1,0 +1,105 @@
+"""The CLI side of jobs: ``--executor``, ``--ray-address``, ``--workers``, ``--force`` on any command with many
+inputs, and ``JobOptions.run``, which drives a job with a progress bar and a summary line.
+
+This module is the command line's (it prints, with click); the library entry point is ``units.run_job``."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from painterly.errors import ExitCode, PainterlyError
+from painterly.jobs.local import local_executor
+from painterly.jobs.units import Outcome, Summary, Unit, run_job
+
+Painter = Callable[[], Callable[[Unit], None]]  # builds, in the worker, what paints one unit
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How to run a job: where (``executor``, ``ray_address``, ``workers``) and whether to redo done units."""
+
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    force: bool = False
+
+    def executor_for(self, painter: Painter) -> Callable:
+        if self.executor == "local":
+            return local_executor(painter)
+        from painterly.jobs import ray as ray_jobs
+
+        def execute(units: Sequence[Unit], progress: Callable[[Outcome], None]) -> None:
+            started = ray_jobs.connect(self.ray_address)
+            try:
+                ray_jobs.run_units(units, painter, progress, workers=self.workers)
+            finally:
+                if started:
+                    ray_jobs.import_ray().shutdown()
+
+        return execute
+
+    def run(self, units: Sequence[Unit], folder: str | Path, painter: Painter, *, quiet: bool, what: str) -> Summary:
+        """Run the job with a units bar (done, failed, per second, ETA) and print one summary line; a
+        ``PainterlyError`` (exit 1) naming the first failures if any unit failed."""
+        bars: list[tqdm] = []
+
+        def plan(todo: int, skipped: int) -> None:
+            if skipped and not quiet:
+                click.echo(f"{skipped} of {len(units)} {what} already done (--force redoes them)", err=True)
+            bars.append(tqdm(total=todo, desc=what, unit=what, disable=quiet, file=sys.stderr, dynamic_ncols=True))
+
+        failed = 0
+
+        def progress(outcome: Outcome) -> None:
+            nonlocal failed
+            if outcome.status == "failed":
+                failed += 1
+                bars[0].set_postfix_str(f"failed={failed}", refresh=False)
+            bars[0].update(1)
+
+        try:
+            summary = run_job(units, folder, self.executor_for(painter), force=self.force, on_outcome=progress,
+                              on_plan=plan)  # fmt: skip
+        finally:
+            for bar in bars:
+                bar.close()
+        if not quiet:
+            click.echo(f"{what}: {summary.line()}; manifest in {folder}", err=True)
+        if summary.failed:
+            first = "; ".join(f"{name}: {error}" for name, error in summary.failures[:3])
+            more = f" (and {summary.failed - 3} more)" if summary.failed > 3 else ""
+            raise PainterlyError(f"{summary.failed} of {summary.total} failed: {first}{more}", ExitCode.RUNTIME)
+        return summary
+
+
+def executor_options(command: Callable) -> Callable:
+    """Add --executor, --ray-address, --workers and --force; the command receives them as ``job``."""
+
+    @functools.wraps(command)
+    def wrapper(*args, executor: str, ray_address: str | None, workers: int | None, force: bool, **kwargs) -> None:
+        if ray_address is not None:
+            executor = "ray"  # an address means the cluster
+        if executor == "ray":
+            from painterly.jobs.ray import import_ray
+
+            import_ray()  # the one-line error naming the extra, before anything runs
+        return command(*args, job=JobOptions(executor, ray_address, workers, force), **kwargs)
+
+    for option in reversed([
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help='Where many inputs run: this process, or Ray workers (pip install "painterly[cluster]").'),
+        click.option("--ray-address", help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); implies "
+                     "--executor ray. [start or join a local Ray]"),
+        click.option("--workers", type=click.IntRange(min=1),
+                     help="Ray workers. [one per GPU; without GPUs one per node, using all its cores]"),
+        click.option("--force", is_flag=True, help="Redo units the manifest records as done (default: resume)."),
+    ]):  # fmt: skip
+        wrapper = option(wrapper)
+    return wrapper
