@@ -83,7 +83,7 @@ def main() -> None:
             for method in args.methods.split(","):
                 for row in bench(method, args, files):
                     cells = [method, row["executor"], row["images"], f"{row['seconds']:.1f}", f"{row['per_s']:.3f}"]
-                    print("| " + " | ".join(map(str, cells)) + " |")
+                    print("| " + " | ".join(map(str, cells)) + " |", flush=True)
         finally:
             ray.shutdown()
 

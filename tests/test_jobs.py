@@ -300,3 +300,38 @@ def test_warm_up_frames_carry_temporal_consistency_over_the_seam(clip, tmp_path)
     # 22x inside on a 48-frame pan; 2.4x with 4 warm-up frames, 1.13x with 8)
     assert cold[0] > 5 * cold[1]
     assert warm[0] < 2 * warm[1]
+
+
+def test_a_job_with_a_failure_prints_a_summary_and_raises_exit_1(photos, tmp_path, capsys):
+    from painterly.errors import ExitCode
+    from painterly.jobs.options import JobOptions
+
+    files, style = photos
+    cfg = build_config("stylize", TINY)
+    with pytest.raises(PainterlyError, match=r"1 of 6 failed: p3.png: .*p3.png") as err:
+        JobOptions().paint_images(cfg, files, tmp_path / "out", style=str(style))
+    assert err.value.exit_code == ExitCode.RUNTIME
+    assert "images: 5 done, 1 failed of 6" in capsys.readouterr().err
+    with pytest.raises(PainterlyError):  # resumed: only the broken one is tried again
+        JobOptions().paint_images(cfg, files, tmp_path / "out", style=str(style))
+    assert "5 of 6 images already done" in capsys.readouterr().err
+
+
+def test_executor_options_pass_a_job_and_name_the_extra_when_ray_is_missing(monkeypatch):
+    import click
+    from click.testing import CliRunner
+
+    from painterly.jobs.options import executor_options
+
+    seen = []
+
+    @click.command()
+    @executor_options
+    def command(job) -> None:  # noqa: ANN001
+        seen.append(job)
+
+    assert CliRunner().invoke(command, ["--workers", "3", "--force"]).exit_code == 0
+    assert (seen[-1].executor, seen[-1].workers, seen[-1].force) == ("local", 3, True)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = CliRunner().invoke(command, ["--ray-address", "auto"])  # an address means --executor ray
+    assert isinstance(result.exception, PainterlyError) and "painterly[cluster]" in str(result.exception)

@@ -6,6 +6,7 @@ This module is the command line's (it prints, with click); the library entry poi
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,9 +15,13 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from painterly.config import RunConfig
 from painterly.errors import ExitCode, PainterlyError
+from painterly.jobs.batch import ImagePainter, image_units
 from painterly.jobs.local import local_executor
 from painterly.jobs.units import Outcome, Summary, Unit, run_job
+
+SEGMENT_FRAMES, WARMUP_FRAMES = 250, 8  # as jobs/segments.py (not imported here: it needs the video extra)
 
 Painter = Callable[[], Callable[[Unit], None]]  # builds, in the worker, what paints one unit
 
@@ -77,6 +82,41 @@ class JobOptions:
             more = f" (and {summary.failed - 3} more)" if summary.failed > 3 else ""
             raise PainterlyError(f"{summary.failed} of {summary.total} failed: {first}{more}", ExitCode.RUNTIME)
         return summary
+
+    def paint_images(self, cfg: RunConfig, files: Sequence[Path], out_dir: Path, *, style, mask=None,  # noqa: ANN001
+                     quiet: bool = False) -> Summary:  # fmt: skip
+        """Many photos, one config: ``out_dir/STEM.png`` each, the manifest in ``out_dir``."""
+        units = image_units(files, cfg, style, out_dir, mask=mask)
+        return self.run(units, out_dir, functools.partial(ImagePainter, cfg), quiet=quiet, what="images")
+
+    def paint_video(
+        self,
+        source: str | Path,
+        out: Path,
+        make_paint: Painter,
+        cfg: RunConfig,
+        *,
+        video: dict,
+        segment_frames: int = SEGMENT_FRAMES,
+        warmup: int = WARMUP_FRAMES,
+        fps=None,  # noqa: ANN001
+        style=None,
+        mask=None,
+        quiet: bool = False,
+    ) -> int:  # noqa: ANN001 - fmt: skip
+        """A clip cut into segments painted by the workers (``jobs/segments.py``), then joined into ``out``;
+        the segments and the manifest stay in ``.OUT.segments/`` until the join succeeds. Frame count."""
+        from painterly.jobs.segments import SegmentPainter, assemble, plan_segments, segment_units
+        from painterly.media.video import check_video_output, open_video
+
+        out = check_video_output(out)
+        folder = out.with_name(f".{out.name}.segments")
+        segments = plan_segments(open_video(source, fps).frame_count, segment_frames, warmup)
+        units = segment_units(source, cfg, segments, folder, video, style, mask)
+        self.run(units, folder, functools.partial(SegmentPainter, make_paint, fps), quiet=quiet, what="segments")
+        frames = assemble(source, [u.output for u in units], out, fps)
+        shutil.rmtree(folder, ignore_errors=True)
+        return frames
 
 
 def executor_options(command: Callable) -> Callable:
