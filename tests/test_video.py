@@ -289,3 +289,28 @@ def test_cancel_token_is_a_threading_event(clip, tmp_path):
     event.set()
     result = stylize_video(clip, tmp_path / "out.mp4", identity, cancel=event)
     assert result.path is None and result.frames == 1
+
+
+@pytest.mark.parametrize("make", [_not_a_video, _truncated, _zero_frames, _unsupported_codec, _empty_folder])
+def test_the_command_exits_2_with_one_line_and_no_output_on_bad_input(clip, tmp_path, make, capsys):
+    from painterly.cli import main
+
+    bad = make(tmp_path, clip) if make is _truncated else make(tmp_path)
+    before = listing(tmp_path)
+    code = main(["video", str(bad), "-o", str(tmp_path / "out.mp4"), "--style", str(bad), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("painterly: error:")
+    assert listing(tmp_path) == before
+
+
+def test_the_command_paints_a_clip_with_the_optimiser(clip, tmp_path, capsys):
+    from painterly.cli import main
+
+    style = Path(__file__).resolve().parents[1] / "painterly" / "data" / "starry_night.jpg"
+    args = ["video", str(clip), "-o", str(tmp_path / "out.mp4"), "--style", str(style), "--method", "optimize"]
+    args += ["--iterations", "2", "--weights", "random", "--duration", "0.25", "-q"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = open_video(tmp_path / "out.mp4")
+    assert (out.width, out.height, out.rate, sum(1 for _ in out.frames())) == (W, H, RATE, 3)
+    assert audio_streams(tmp_path / "out.mp4") == ["aac"]
+    assert listing(tmp_path) == ["out.mp4"]
