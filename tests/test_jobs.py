@@ -335,3 +335,16 @@ def test_executor_options_pass_a_job_and_name_the_extra_when_ray_is_missing(monk
     monkeypatch.setitem(sys.modules, "ray", None)
     result = CliRunner().invoke(command, ["--ray-address", "auto"])  # an address means --executor ray
     assert isinstance(result.exception, PainterlyError) and "painterly[cluster]" in str(result.exception)
+
+
+def test_sweep_cells_run_as_units_and_make_the_grid(photos, tmp_path):
+    from painterly.jobs.sweep_cells import cell_units, grid_from_cells
+
+    files, style = photos
+    axes = {"seed": [0, 1], "strength": [0.3, 0.7]}
+    units = cell_units("stylize", axes, tmp_path / "cells", str(files[0]), str(style), base=TINY)
+    assert [u.params["combo"] for u in units][:2] == ["seed=0, strength=0.3", "seed=0, strength=0.7"]
+    assert run_job(units, tmp_path / "cells", local_executor(ImagePainter)).done == 4
+    grid = grid_from_cells(axes, units)
+    assert grid.width > 2 * 64 and grid.height > 2 * 50
+    assert run_job(units, tmp_path / "cells", local_executor(ImagePainter)).skipped == 4  # a sweep resumes
