@@ -10,6 +10,16 @@ from torch import Tensor
 EPS = 1e-8
 
 
+def content_scale(p: Tensor, norm: str = "target") -> Tensor:
+    """c with ``content_loss(F, P, norm) = c · Σ (F-P)²``: the norm's constant, the one table of them."""
+    if norm == "target":
+        return 1 / (p.numel() * (p.pow(2).mean() + EPS))
+    factors = {"half-sum": 0.5, "sum": 1.0, "mean": 1 / p.numel(), "coursera": 1 / (4 * p[0].numel())}
+    if norm not in factors:
+        raise ValueError(f"unknown content norm {norm!r}")
+    return p.new_tensor(factors[norm])
+
+
 def content_loss(f: Tensor, p: Tensor, norm: str = "target") -> Tensor:
     """Squared feature error between generated features F and target features P.
 
@@ -19,18 +29,7 @@ def content_loss(f: Tensor, p: Tensor, norm: str = "target") -> Tensor:
     - ``mean``:     mean((F-P)²)                      PyTorch blog, Keras VGG19 notebook
     - ``coursera``: Σ (F-P)² / (4 nH nW nC)           deeplearning.ai notebook
     """
-    sq = (f - p).pow(2)
-    if norm == "target":
-        return sq.mean() / (p.pow(2).mean() + EPS)
-    if norm == "half-sum":
-        return 0.5 * sq.sum()
-    if norm == "sum":
-        return sq.sum()
-    if norm == "mean":
-        return sq.mean()
-    if norm == "coursera":
-        return sq.sum() / (4 * f[0].numel())
-    raise ValueError(f"unknown content norm {norm!r}")
+    return content_scale(p, norm) * (f - p).pow(2).sum()
 
 
 class _Gram(torch.autograd.Function):
@@ -48,15 +47,29 @@ class _Gram(torch.autograd.Function):
         return (grad + grad.transpose(1, 2)) @ flat
 
 
+def gram_divisor(norm: str, channels: int, positions: int) -> int:
+    """n of ``gram``'s G = F Fᵀ / n: 1 (``none``), H·W (``hw``) or C·H·W (``chw``)."""
+    return {"none": 1, "hw": positions, "chw": channels * positions}[norm]
+
+
+def gram_sum(f: Tensor, m: Tensor | None = None) -> Tensor:
+    """S = Σ_p m_p f_p f_pᵀ over the positions of f: (B, C, H, W) -> (B, C, C); m: (B, 1, H, W) or None (1).
+
+    The statistic every Gram is a multiple of; being a sum over positions, it also adds up over tiles."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    if m is None:
+        return _Gram.apply(flat)
+    return (flat * m.reshape(b, 1, h * w)) @ flat.transpose(1, 2)
+
+
 def gram(f: Tensor, norm: str = "hw") -> Tensor:
     """G = F Fᵀ / n, F: (B, C, H·W) -> G: (B, C, C), with n = 1 (``none``), H·W (``hw``) or C·H·W (``chw``).
 
     Gatys et al. 2016, eq. 3 (unnormalised). Dividing by H·W makes G an average over positions, so one
     style weight works at any image size."""
     b, c, h, w = f.shape
-    g = _Gram.apply(f.reshape(b, c, h * w))  # (B, C, C)
-    divisor = {"none": 1, "hw": h * w, "chw": c * h * w}[norm]
-    return g / divisor
+    return gram_sum(f) / gram_divisor(norm, c, h * w)
 
 
 def style_layer_loss(g: Tensor, a: Tensor, norm: str, positions: int, image_pixels: int) -> Tensor:
@@ -127,12 +140,8 @@ def masked_gram(f: Tensor, m: Tensor, norm: str = "hw") -> Tensor:
     so a grey mask counts a position in proportion, and rescale by H·W / Σm so the region's Gram has the size
     of a whole image's and compares with the style image's under every ``norm`` of ``gram``."""
     b, c, h, w = f.shape
-    flat = f.reshape(b, c, h * w)
-    weights = m.reshape(b, 1, h * w)
-    g = (flat * weights) @ flat.transpose(1, 2)  # (B, C, C)
-    area = weights.sum(dim=-1, keepdim=True).clamp(min=EPS)  # (B, 1, 1)
-    divisor = {"none": 1, "hw": h * w, "chw": c * h * w}[norm]
-    return g * (h * w / area) / divisor
+    area = m.reshape(b, 1, h * w).sum(dim=-1, keepdim=True).clamp(min=EPS)  # (B, 1, 1)
+    return gram_sum(f, m) * (h * w / area) / gram_divisor(norm, c, h * w)
 
 
 def mean_cov(f: Tensor, m: Tensor | None = None) -> tuple[Tensor, Tensor]:

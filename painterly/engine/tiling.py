@@ -1,15 +1,16 @@
 """Exact tiled evaluation of the objective, for images whose activations do not fit in memory.
 
-Every term we tile is a sum over feature positions: the content error Σ_p (F_p - P_p)² and the Gram
-statistics S = Σ_p m_p f_p f_pᵀ (m = 1 without a mask). So the image is cut into core tiles whose union
-covers it once; each tile is evaluated on core + halo, the halo being at least the receptive-field reach of
-the deepest layer, and only the core's feature positions are kept. Two passes per evaluation:
+Every feature term of the objective (``objective.Term``) is a function L(S) of sums over feature positions
+S = Σ_p s(f_p): the content error Σ_p (F_p - P_p)², the Gram statistics Σ_p m_p f_p f_pᵀ (m = 1 without a
+mask). So the image is cut into core tiles whose union covers it once; each tile is evaluated on core + halo,
+the halo being at least the receptive-field reach of the deepest layer, and only the core's feature positions
+are kept. Two passes per evaluation, over the objective's own list of terms:
 
-(a) no autograd, tile by tile: accumulate S per style layer and the content error; evaluate the style loss
-    on the assembled Grams and take D = ∂L/∂S by autograd on those C×C matrices only;
-(b) tile by tile with autograd: backpropagate the surrogate Σ_l ⟨D_l, S_l(tile)⟩ + content(tile), whose
-    gradient is exactly the tile's share of ∂L/∂x; shares add up to the full gradient (no seams: each
-    feature position is computed from the same pixels as on the whole image).
+(a) no autograd, tile by tile: accumulate every term's S; evaluate each term's L on the assembled sums and
+    take D = ∂L/∂S by autograd on those small tensors only;
+(b) tile by tile with autograd: backpropagate the surrogate Σ ⟨D, S(tile)⟩, whose gradient is exactly the
+    tile's share of ∂L/∂x; shares add up to the full gradient (no seams: each feature position is computed
+    from the same pixels as on the whole image). Pixel terms (TV, temporal) are evaluated on the whole image.
 
 Peak memory is one tile's activations instead of the whole image's; the cost is one extra forward pass
 plus the halos. Tile offsets are multiples of the network's total stride so pooling windows line up, and
@@ -25,8 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from painterly.engine.backbone import FeatureExtractor
-from painterly.engine.losses import EPS, style_loss, tv_loss
-from painterly.engine.objective import Objective, layer_mask, strength_factor
+from painterly.engine.objective import Objective, Term
 
 
 def geometry(extractor: FeatureExtractor) -> tuple[int, int]:
@@ -134,18 +134,17 @@ def _tile_features(
 
 
 class TiledObjective:
-    """``objective`` evaluated tile by tile (module docstring), same terms and gradient up to rounding.
-
-    Covers Gram style terms (masked or not), every content norm and TV. ``supported`` says whether a
-    configuration is covered; the Wasserstein loss is not (its loss needs all moments at once: fine, but
-    we have not written its per-tile surrogate yet)."""
+    """``objective`` evaluated tile by tile (module docstring): the same terms, values and gradient up to
+    rounding. Every term must be ``tileable`` (``supported``; the Wasserstein style loss is not: its loss needs
+    all moments at once, which is fine, but its per-tile surrogate is not written yet)."""
 
     def __init__(self, objective: Objective, tile: int):
         if not supported(objective):
-            raise ValueError("tiled evaluation covers the Gram style loss only")
+            off = [n for n, t in objective.terms.items() if not t.tileable]
+            raise ValueError(f"tiled evaluation does not cover the term(s) {', '.join(off)}")
         self.objective, self.tile = objective, tile
-        self.extractor = objective.extractor.extractor if isinstance(objective.extractor, TiledFeatures) else None
-        self.extractor = self.extractor or objective.extractor
+        inner = objective.extractor
+        self.extractor = inner.extractor if isinstance(inner, TiledFeatures) else inner
 
     def image(self, v: Tensor) -> Tensor:
         return self.objective.image(v)
@@ -154,129 +153,70 @@ class TiledObjective:
         return self.objective.composite(v)
 
     def __call__(self, v: Tensor) -> dict[str, Tensor]:
-        obj, cfg = self.objective, self.objective.cfg
+        obj = self.objective
         x = obj.composite(v)  # (1, 3, H, W); elementwise, so cheap to keep in the graph at full size
         xd = x.detach()
-        image = tuple(xd.shape[-2:])
-        sizes = layer_sizes(self.extractor, *image)
-        names = sorted(obj.layers)
-        scales = self._content_scales()
-        masks = self._masks(sizes)
-        sums, content = self._statistics(xd, names, sizes, masks)
-        style, grads = self._style(sums, sizes, masks, image)
-        zero = xd.new_zeros(())
-        terms = {"content": zero, "style": style.detach(), "tv": zero}
-        if obj.content_layers:
-            per_layer = [scales[n] * content[n] for n in obj.content_layers]
-            terms["content"] = xd.new_tensor(cfg.optimize.content_weight * sum(per_layer) / len(per_layer))
-        surrogate = zero
-        if torch.is_grad_enabled() and x.requires_grad:
-            g = self._backward(xd, names, sizes, masks, grads, scales)
+        sizes = layer_sizes(self.extractor, *xd.shape[-2:])
+        deep = {name: t for name, t in obj.terms.items() if t.layers}
+        need_grad = torch.is_grad_enabled() and x.requires_grad
+        values, grads = self._values(self._statistics(xd, deep, sizes), deep, x, sizes, need_grad)
+        values.update({name: t({}, x) for name, t in obj.terms.items() if name not in deep})
+        terms = obj.record({name: values[name] for name in obj.terms}, xd)
+        if need_grad and grads:
+            g = self._backward(xd, deep, sizes, grads)
             surrogate = (x * g).sum()
-            surrogate = surrogate - surrogate.detach()  # value 0, gradient g: the two passes' result
-        if cfg.optimize.tv_weight > 0:
-            terms["tv"] = cfg.optimize.tv_weight * tv_loss(x, cfg.optimize.tv_loss, cfg.optimize.tv_power)
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"] + surrogate
+            terms["total"] = terms["total"] + (surrogate - surrogate.detach())  # value 0, gradient g
         return terms
 
-    def _content_scales(self) -> dict[str, float]:
-        """c_l with content_loss = c_l · Σ (F - P)² for each norm of ``losses.content_loss``."""
-        obj, norm = self.objective, self.objective.cfg.optimize.content_norm
-        scales = {}
-        for n in obj.content_layers:
-            p = obj.content_targets[n]
-            scales[n] = {
-                "target": 1 / (p.numel() * (float(p.double().pow(2).mean()) + EPS)),
-                "half-sum": 0.5,
-                "sum": 1.0,
-                "mean": 1 / p.numel(),
-                "coursera": 1 / (4 * p[0].numel()),
-            }[norm]
-        return scales
-
-    def _masks(self, sizes: dict) -> list[dict[str, Tensor | None]]:
-        obj = self.objective
-        return [
-            {n: None if term.mask is None else layer_mask(term.mask, sizes[n]) for n in obj.style_weights}
-            for term in obj.style_terms
-        ]
-
-    def _partial(self, f: Tensor, m: Tensor | None) -> Tensor:
-        """Σ over the core's positions of m f fᵀ: (B, C, C)."""
-        b, c = f.shape[:2]
-        flat = f.reshape(b, c, -1)
-        return (flat if m is None else flat * m.reshape(b, 1, -1)) @ flat.transpose(1, 2)
-
-    def _tile_terms(self, feats: dict, t: Tile, sizes: dict, masks: list, image: tuple) -> tuple[dict, dict]:
-        """Per tile: {(term, layer): Σ m f fᵀ over the core} and {layer: Σ (F - P)² over the core}."""
-        obj = self.objective
-        sums, content = {}, {}
+    def _cores(self, feats: dict, t: Tile, sizes: dict, image: tuple) -> tuple[dict, dict]:
+        """One tile's core features per layer, and where they sit in the whole image's maps."""
+        core, cells = {}, {}
         for n, f in feats.items():
             ly, lx, gy, gx = _core(f, t, sizes[n], image)
-            core = f[..., ly, lx]
-            for k, mask in enumerate(masks):
-                if n in obj.style_weights:
-                    m = None if mask[n] is None else mask[n][..., gy, gx]
-                    sums[k, n] = self._partial(core, m)
-            if n in obj.content_layers:
-                content[n] = (core - obj.content_targets[n][..., gy, gx]).pow(2).sum()
-        return sums, content
+            core[n], cells[n] = f[..., ly, lx], (gy, gx)
+        return core, cells
 
-    def _statistics(self, xd: Tensor, names: list, sizes: dict, masks: list) -> tuple[dict, dict]:
-        """Pass (a): the whole image's Gram sums and content errors, accumulated in float64 tile by tile."""
-        sums: dict = {}
-        content: dict = {}
+    def _statistics(self, xd: Tensor, deep: dict[str, Term], sizes: dict) -> dict[str, dict]:
+        """Pass (a): every feature term's sums over the whole image, accumulated in float64 tile by tile."""
+        sums: dict[str, dict] = {name: {} for name in deep}
         image = tuple(xd.shape[-2:])
+        names = sorted(set().union(*(t.layers for t in deep.values())))
         with torch.no_grad():
-            for t, feats in _tile_features(self.extractor, xd, names, self.tile):
-                s, c = self._tile_terms(feats, t, sizes, masks, image)
-                for key, value in s.items():
-                    sums[key] = sums.get(key, 0) + value.double()
-                for key, value in c.items():
-                    content[key] = content.get(key, 0) + float(value)
-        return sums, content
+            for t, feats in _tile_features(self.extractor, xd, names, self.tile) if deep else ():
+                core, cells = self._cores(feats, t, sizes, image)
+                for name, term in deep.items():
+                    for key, value in term.sums(core, sizes, cells).items():
+                        sums[name][key] = sums[name].get(key, 0) + value.double()
+        return sums
 
-    def _style(self, sums: dict, sizes: dict, masks: list, image: tuple) -> tuple[Tensor, dict]:
-        """The style term from the assembled sums, and D = ∂(style term)/∂S per (term, layer)."""
-        obj, cfg = self.objective, self.objective.cfg
-        if not obj.style_terms:
-            return torch.zeros(()), {}
-        leaves = {k: s.float().requires_grad_(True) for k, s in sums.items()}
-        with torch.enable_grad():
-            total = 0
-            for k, term in enumerate(obj.style_terms):
-                grams = {n: leaves[k, n] * self._gram_factor(n, sizes[n], masks[k][n]) for n in obj.style_weights}
-                positions = {n: sizes[n][0] * sizes[n][1] for n in obj.style_weights}
-                total = total + term.weight * style_loss(
-                    grams, term.targets, obj.style_weights, cfg.optimize.style_norm, positions, image[0] * image[1]
-                )
-            total = cfg.optimize.style_weight * strength_factor(cfg.strength) * total
-            keys = list(leaves)
-            d = torch.autograd.grad(total, [leaves[k] for k in keys])
-        return total.detach(), dict(zip(keys, d, strict=True))
+    def _values(self, sums: dict, deep: dict[str, Term], x: Tensor, sizes: dict, need_grad: bool) -> tuple:
+        """Each feature term's value from the assembled sums and, when a gradient is wanted, D = ∂value/∂sums
+        per (term, key)."""
+        leaves = {n: {k: s.to(x.dtype).requires_grad_(need_grad) for k, s in st.items()} for n, st in sums.items()}
+        with torch.set_grad_enabled(need_grad):
+            values = {name: term.value(leaves[name], x, sizes) for name, term in deep.items()}
+        if not need_grad or not values:
+            return values, {}
+        keys = [(name, k) for name in leaves for k in leaves[name]]
+        total = sum(values.values())
+        d = torch.autograd.grad(total, [leaves[n][k] for n, k in keys], retain_graph=True, allow_unused=True)
+        return values, {key: g for key, g in zip(keys, d, strict=True) if g is not None}
 
-    def _gram_factor(self, n: str, size: tuple[int, int], mask: Tensor | None) -> float:
-        """G = factor · Σ m f fᵀ, matching ``losses.gram`` and ``losses.masked_gram`` on the whole map."""
-        hw = size[0] * size[1]
-        c = self.objective.style_terms[0].targets[n].shape[-1]
-        divisor = {"none": 1, "hw": hw, "chw": c * hw}[self.objective.cfg.optimize.gram_norm]
-        if mask is None:
-            return 1 / divisor
-        return hw / max(float(mask.double().sum()), EPS) / divisor
-
-    def _backward(self, xd: Tensor, names: list, sizes: dict, masks: list, grads: dict, scales: dict) -> Tensor:
-        """Pass (b): ∂L/∂x (style and content terms), one tile's graph at a time."""
-        obj, cfg = self.objective, self.objective.cfg
+    def _backward(self, xd: Tensor, deep: dict[str, Term], sizes: dict, grads: dict) -> Tensor:
+        """Pass (b): ∂L/∂x through the features, one tile's graph at a time."""
         image = tuple(xd.shape[-2:])
+        names = sorted(set().union(*(t.layers for t in deep.values())))
         g = torch.zeros_like(xd)
-        weight = cfg.optimize.content_weight / max(1, len(obj.content_layers))
         for t in tiles(*image, self.tile, self.extractor):
             crop = xd[..., t.cy0 : t.cy1, t.cx0 : t.cx1].clone().requires_grad_(True)
             with torch.enable_grad():
-                feats = self.extractor.net_features(crop, names)
-                sums, content = self._tile_terms(feats, t, sizes, masks, image)
-                surrogate = sum((grads[k] * s).sum() for k, s in sums.items())
-                surrogate = surrogate + sum(weight * scales[n] * e for n, e in content.items())
+                core, cells = self._cores(self.extractor.net_features(crop, names), t, sizes, image)
+                surrogate = sum(
+                    (grads[name, key] * s).sum()
+                    for name, term in deep.items()
+                    for key, s in term.sums(core, sizes, cells).items()
+                    if (name, key) in grads
+                )
             if torch.is_tensor(surrogate) and surrogate.requires_grad:
                 (tile_grad,) = torch.autograd.grad(surrogate, crop)
                 g[..., t.cy0 : t.cy1, t.cx0 : t.cx1] += tile_grad
@@ -284,5 +224,5 @@ class TiledObjective:
 
 
 def supported(objective: Objective) -> bool:
-    """Whether ``TiledObjective`` reproduces this objective exactly (Gram style losses; any content/TV)."""
-    return objective.cfg.optimize.style_loss == "gram" or not objective.style_terms
+    """Whether ``TiledObjective`` reproduces this objective exactly: every term is ``tileable``."""
+    return all(t.tileable for t in objective.terms.values())
