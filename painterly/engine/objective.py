@@ -39,8 +39,8 @@ from painterly.engine.losses import (
 )
 
 STRENGTH_DEFAULT = 0.5  # RunConfig.strength's default: the preset's own weights
-STRENGTH_DECADES = 4.0
-WASSERSTEIN_SCALE = 0.1
+STRENGTH_DECADES = 4.0  # strength 0 -> style weight / 100, 1 -> style weight × 100
+WASSERSTEIN_SCALE = 0.1  # why: WassersteinStyleTerm
 REPORTED = ("content", "style", "tv")  # in every loss record (0 when off): stable columns; others when built
 Sizes = Mapping[str, tuple[int, int]]  # each layer's (h, w) on the whole image
 Cells = Mapping[str, tuple[slice, slice]] | None  # per layer, where the features in hand sit in the full map
@@ -309,7 +309,8 @@ def _tensor_digest(t: Tensor, step: int = 1) -> str:
 
 
 def weights_digest(body: nn.Module) -> str:
-    """The trunk's weights identity: a digest of ~4k values of each parameter, computed once per module."""
+    """The trunk's weights identity: a digest of ~4k values of each parameter, computed once per module (the
+    trunk is frozen; one changed in place after its first use would keep its old digest)."""
     with _DIGEST_LOCK:
         if body not in _WEIGHT_DIGESTS:
             parts = [_tensor_digest(p, max(1, p.numel() // 4096)) for p in body.parameters()]
