@@ -21,6 +21,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from painterly.config import VGG_LAYERS, RunConfig, build_config
 from painterly.engine import memory
 from painterly.engine.backbone import build_trunk, init_random
 from painterly.engine.objective import Objective
+from painterly.events import Step
 from painterly.media.images import fit_size
 from painterly.media.inputs import at_size, load_inputs
 
@@ -102,7 +104,7 @@ def worker_speed(size: int, iterations: int, scales: int, style_scale: float = 1
 
     api.Objective = timed_objective
     result = api.run(cfg, str(CONTENT), str(STYLE))
-    times = [h["elapsed"] for h in result.history]
+    times = [h["elapsed"] for h in result.losses]
     steps = sorted(b - a for a, b in zip(times, times[1:], strict=False)) or [times[0] - sum(built)]
     ceiling = max(ceiling, ceiling_gflops())
     out_size = result.image.size
@@ -225,7 +227,7 @@ def worker_quality(size: int, evaluations: int, budget: int, init: str = "conten
     out = fit_size(*inputs.content.size, size)
     style_size = api.style_size_for(cfg, inputs.styles[0], api.output_size(cfg, inputs.content, inputs.styles[0]))
     scaled = at_size(inputs, cfg, out, [style_size])
-    start = api._initial_image(cfg, scaled.content, None, tuple(scaled.content.shape))
+    start = api._initial_image(cfg, scaled, None, tuple(scaled.content.shape))
     naive_image, trace = naive_baseline(cfg, scaled.content, scaled.styles[0], start, evaluations)
     extractor = backbone_for(cfg, CPU)
     objective = Objective(extractor, cfg, scaled.content, scaled.styles)
@@ -234,18 +236,20 @@ def worker_quality(size: int, evaluations: int, budget: int, init: str = "conten
     naive_s = next((t for t, loss in trace if loss <= target * 1.001), trace[-1][0])
     reached: dict = {}
 
-    def stop_when_reached(p: api.Progress) -> None:
-        if p.scale == p.scales and p.losses["total"] <= target and not reached:
-            reached.update(seconds=p.elapsed, iteration=p.iteration)
-            raise KeyboardInterrupt  # api.run returns the best so far; the benchmark needs no more
+    stop = threading.Event()  # api.run returns the best so far once it is set
+
+    def stop_when_reached(p: Step) -> None:
+        if p.stage == p.stages and p.losses["total"] <= target and not reached:
+            reached.update(seconds=p.elapsed, iteration=p.step)
+            stop.set()  # the benchmark needs no more
         if p.elapsed > naive_s:
-            raise KeyboardInterrupt  # slower than the baseline: the target is missed, stop measuring
+            stop.set()  # slower than the baseline: the target is missed, stop measuring
 
     t0 = time.perf_counter()
-    result = api.run(cfg, str(CONTENT), str(STYLE), callbacks=[stop_when_reached])
+    result = api.run(cfg, str(CONTENT), str(STYLE), callbacks=[stop_when_reached], cancel=stop)
     setup = result.metadata["timings"]["setup_s"]
     ours_s = reached["seconds"] + setup if reached else None
-    best = min(h["total"] for h in result.history if h["scale"] == len(result.metadata["scales"]))
+    best = min(h["total"] for h in result.losses if h["scale"] == len(result.metadata["scales"]))
     return {
         "size": list(out),
         "init": init,

@@ -81,7 +81,7 @@ print("all layers: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in tot.items()
 per = {"gram": [], "wasserstein": []}
 for loss in ("gram", "wasserstein") * 2:
     r = run(build_config("stylize", {**base, "style_loss": loss}), c, s, extractor=ex)
-    h = r.history
+    h = r.losses
     per[loss].append((h[-1]["elapsed"] - h[0]["elapsed"]) / (len(h) - 1))  # without the first iteration
 for k, v in per.items():
     print(f"whole iteration at 256 px, {k}: {min(v):.2f} s (runs: {', '.join(f'{t:.2f}' for t in v)})")

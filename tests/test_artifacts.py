@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly.engine.optimize import Progress
+from painterly.events import Step
 from painterly.media import layout
 from painterly.media.artifacts import (
     GIF_FINAL_MS,
@@ -25,10 +25,10 @@ from painterly.media.artifacts import (
 )
 
 
-def _progress(i: int, total: int = 10) -> Progress:
+def _progress(i: int, total: int = 10) -> Step:
     image = torch.full((1, 3, 6, 8), i / 15)  # iteration 3: 0.2, exactly 51 in 8 bits
     losses = {"content": 1.0 / i, "style": 10.0 / i, "tv": 0.0, "total": 11.0 / i}
-    return Progress(i, total, losses, 0.1 * i, lambda: image)
+    return Step(i, total, 0.1 * i, lambda: image, losses)
 
 
 def _history(n: int) -> list[dict]:

@@ -20,6 +20,7 @@ from painterly.engine.objective import Objective
 from painterly.engine.optimize import PixelOptimizer
 from painterly.engine.precision import MixedPrecisionFeatures
 from painterly.engine.tiling import TiledFeatures, TiledObjective, geometry, tiles
+from painterly.events import Step
 from painterly.media.images import to_tensor
 
 CPU = torch.device("cpu")
@@ -74,8 +75,8 @@ def _best_final_stage(trunk, content_path: str, style_path: str, options: dict) 
     """A run and the float image of its best last-stage iteration (the PNG's 8-bit rounding would add noise)."""
     best: dict = {}
 
-    def keep(p: api.Progress) -> None:
-        if p.scale == p.scales and p.losses["total"] < best.get("loss", float("inf")):
+    def keep(p: Step) -> None:
+        if p.stage == p.stages and p.losses["total"] < best.get("loss", float("inf")):
             best.update(loss=p.losses["total"], image=p.image())
 
     result = api.run(build_config("stylize", options), content_path, style_path, extractor=trunk, callbacks=[keep])
@@ -164,19 +165,25 @@ def test_features_leave_autocast_in_float32_so_grams_cannot_overflow():
     assert torch.equal(flat @ flat.transpose(1, 2), torch.full((1, 8, 8), 262144.0))  # ours, in float32
 
 
-def test_freed_memory_is_kept_only_for_a_plain_cpu_run_with_room_and_given_back_after(monkeypatch):
+def test_freed_memory_is_kept_only_for_a_plain_cpu_run_with_room_and_counted_across_runs(monkeypatch):
     plain = memory.estimate(build_config("stylize", {}), (256, 192), path="plain")
     tiled = memory.estimate(build_config("stylize", {}), (256, 192), path="tiled", tile=128)
+    calls = []
+    monkeypatch.setattr(memory, "_set_kept", calls.append)
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 100 * plain.peak_bytes)
-    assert not memory.keep_freed_memory(tiled) and not memory.keep_freed_memory(None)
-    assert not memory.keep_freed_memory(plain, "cuda")
+    for plan, device in [(tiled, "cpu"), (None, "cpu"), (plain, "cuda")]:
+        with memory.freed_memory_kept(plan, device) as kept:
+            assert not kept
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": plain.peak_bytes)  # no 30 % margin
-    assert not memory.keep_freed_memory(plain)
+    with memory.freed_memory_kept(plain) as kept:
+        assert not kept
+    assert calls == []
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 100 * plain.peak_bytes)
-    try:
-        assert memory.keep_freed_memory(plain) == (memory._glibc() is not None)
-    finally:
-        memory.release_freed_memory()
+    with memory.freed_memory_kept(plain) as first:  # two overlapping runs: switched on once, off after the last
+        with memory.freed_memory_kept(plain) as second:
+            assert first == second == (memory._glibc() is not None)
+        assert calls == ([True] if first else [])
+    assert calls == ([True, False] if first else [])
 
 
 def test_curvature_carried_to_a_larger_stage_makes_its_first_step_a_quasi_newton_step():

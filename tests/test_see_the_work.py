@@ -236,7 +236,7 @@ def test_the_api_hands_snapshots_and_history_to_a_notebook_without_files(
     cfg = painterly.build_config("stylize", {"size": 24, "iterations": 2, "weights": "random"})
     result = painterly.run(cfg, content, style, callbacks=[snaps])
     assert seen == [1, 2] and [s.image.size for s in snaps.frames] == [result.image.size] * 2
-    assert [s.losses["total"] for s in snaps.frames] == [h["total"] for h in result.history]
-    assert len(painterly.losses_csv(result.history).splitlines()) == 1 + 2
-    assert painterly.loss_figure(result.history).axes[0].get_yscale() == "log"
+    assert [s.losses["total"] for s in snaps.frames] == [h["total"] for h in result.losses]
+    assert len(painterly.losses_csv(result.losses).splitlines()) == 1 + 2
+    assert painterly.loss_figure(result.losses).axes[0].get_yscale() == "log"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "s.png"]

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from painterly.api import Callback, Result, backbone_for, pick_device, run
+from painterly.api import Callback, Result, run
 from painterly.config import Mode, RunConfig, build_config
-from painterly.engine.backbone import FeatureExtractor
-from painterly.errors import PainterlyError
+from painterly.errors import ExitCode, PainterlyError
 from painterly.media import layout
 from painterly.media.images import ImageSource
 
@@ -109,36 +108,27 @@ def run_sweep(
     base: dict | None = None,
     callbacks: Iterable[Callback] = (),
     on_cell: Callable[[dict, Result], None] | None = None,
+    cancel: object | None = None,
 ) -> Sweep:
     """Run ``mode`` for every combination of ``axes`` (RunConfig field -> values) on top of ``base`` options.
 
-    A backbone is loaded once per distinct (backbone, weights, pooling, pixels, layers, device)."""
+    Backbones are loaded once (``api.backbone_for`` caches them); ``cancel`` (a ``threading.Event``) stops the
+    sweep at the next step."""
     if not axes:
         raise PainterlyError("nothing to sweep: give at least one option several values")
     planned = configs(mode, dict(base or {}), axes)
     callbacks = list(callbacks)
-    extractors: dict[tuple, FeatureExtractor] = {}
     cells = []
     for combo, cfg in planned:
-        key = (
-            cfg.optimize.backbone,
-            cfg.optimize.weights,
-            cfg.optimize.pooling,
-            cfg.optimize.pixels,
-            cfg.optimize.content_layers,
-            cfg.optimize.style_layers,
-            cfg.device,
-        )
-        if key not in extractors:
-            extractors[key] = backbone_for(cfg, pick_device(cfg.device))
-        result = run(cfg, content, style, callbacks=callbacks, extractor=extractors[key])
+        result = run(cfg, content, style, callbacks=callbacks, cancel=cancel)  # backbones are cached by api
         cells.append(result)
         if on_cell is not None:
             on_cell(combo, result)
         if result.interrupted:
-            raise KeyboardInterrupt("interrupted during the sweep")
+            raise PainterlyError(f"interrupted during the sweep after {len(cells)} of {len(planned)} cells",
+                                 ExitCode.INTERRUPTED)  # fmt: skip
     captions = [
-        f"loss {min(h['total'] for h in r.history):.3g} · {r.metadata['timings']['total_s']:.1f} s" for r in cells
+        f"loss {min(h['total'] for h in r.losses):.3g} · {r.metadata['timings']['total_s']:.1f} s" for r in cells
     ]
     grid = sweep_grid(axes, [r.image for r in cells], captions)
     return Sweep(dict(axes), [c for c, _ in planned], cells, grid)

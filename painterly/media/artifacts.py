@@ -7,7 +7,7 @@ files; ``recording.py`` writes it next to a CLI run's output::
     result = painterly.run(cfg, content, style, callbacks=[snaps])
     snaps.add_final(result)               # the result as the last frame
     Image.open(io.BytesIO(gif_bytes([s.image for s in snaps.frames])))
-    loss_figure(result.history)           # a matplotlib Figure
+    loss_figure(result.losses)           # a matplotlib Figure
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from painterly.engine.optimize import Progress
+from painterly.events import Step
 from painterly.media.images import fit_size, resize, to_pil
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ GIF_FINAL_MS = 1500  # and the result held before looping
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The image a run evaluated at ``iteration`` (1-based, like ``Result.history``) and its losses."""
+    """The image a run evaluated at ``iteration`` (1-based, like ``Result.losses``) and its losses."""
 
     iteration: int
     image: Image.Image
@@ -65,9 +65,9 @@ class Snapshots:
         self.every, self.keep, self.on_snapshot, self.max_side = every, keep, on_snapshot, max_side
         self.frames: list[Snapshot] = []
 
-    def __call__(self, p: Progress) -> None:
-        if p.iteration == 1 or p.iteration % self.every == 0:
-            self._add(Snapshot(p.iteration, to_pil(p.image()), dict(p.losses)))
+    def __call__(self, p: Step) -> None:
+        if p.step == 1 or p.step % self.every == 0:
+            self._add(Snapshot(p.step, to_pil(p.image()), dict(p.losses)))
 
     def add_final(self, image: Image.Image, iteration: int, losses: dict[str, float] | None = None) -> Snapshot:
         """Append the run's result as the last frame, numbered by the last iteration run (replacing the
@@ -119,7 +119,7 @@ def gif_bytes(frames: Sequence[Image.Image], frame_ms: int | None = None, final_
 
 
 def losses_csv(history: Sequence[dict[str, float]]) -> str:
-    """``Result.history`` as CSV: a header, then one row per iteration with the columns ``LOSS_COLUMNS``
+    """``Result.losses`` as CSV: a header, then one row per iteration with the columns ``LOSS_COLUMNS``
     (loss terms weighted, as optimised; elapsed in seconds). Terms added later follow as extra columns."""
     extra = sorted({k for record in history for k in record} - set(LOSS_COLUMNS))
     columns = [*LOSS_COLUMNS, *extra]

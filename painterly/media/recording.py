@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from painterly.engine.optimize import Progress
+from painterly.events import Step
 from painterly.media import layout
 from painterly.media.artifacts import (
     GIF_MAX_SIDE,
@@ -61,7 +61,7 @@ class RunRecorder:
             self.evolution = Snapshots(every, max_side=GIF_MAX_SIDE)
 
     @property
-    def callbacks(self) -> list[Callable[[Progress], None]]:
+    def callbacks(self) -> list[Callable[[Step], None]]:
         return [s for s in (self.frame_files, self.evolution) if s is not None]
 
     def _write_frame(self, snap: Snapshot) -> None:
