@@ -126,9 +126,7 @@ def test_a_mask_leaves_its_excluded_region_as_the_other_styles_result():
     # (measured: 0.12 from B's result vs 0.35 from A's)
     assert near_b < 0.5 * near_a
     region_a = (..., slice(8, 56), slice(4, 36))
-    assert (masked[region_a] - only_a[region_a]).abs().mean() < 0.5 * (
-        masked[region_a] - only_b[region_a]
-    ).abs().mean()
+    assert (masked[region_a] - only_a[region_a]).abs().mean() < 0.5 * (masked[region_a] - only_b[region_a]).abs().mean()
 
 
 @pytest.mark.parametrize("work_size", [None, 40, 130])
@@ -222,3 +220,111 @@ def test_a_decoder_file_must_record_its_encoder(tmp_path, monkeypatch):
         adain_mod.AdaIN.load(str(decoder), CPU)
     save_file(_synthetic(DECODER_CONVS, 3), decoder, metadata={"encoder": "vgg_normalised"})
     assert adain_mod.AdaIN.load(str(decoder), CPU).decoder[-1].out_channels == 3
+
+
+# --- end to end: the `painterly fast` command and `stylize --init fast` -------------------------------------
+
+
+def _fast_cli(*args: str) -> int:
+    from painterly.cli import main
+
+    return main(["fast", *args, "--quiet"])
+
+
+def test_fast_paints_a_file_with_its_metadata(tmp_path, content_path, style_path):
+    import json
+
+    from PIL import Image
+
+    from painterly.media.outputs import read_png_metadata
+
+    out = tmp_path / "out.png"
+    assert _fast_cli(content_path, "--style", style_path, "-o", str(out), "--size", "64", "--strength", "0.7") == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert read_png_metadata(out) == meta
+    assert Image.open(out).size == (64, 48)  # the content is 96x72
+    assert meta["method"] == "fast" and meta["options"]["model"] == "magenta"
+    assert meta["options"]["strength"] == 0.7 and meta["iterations_run"] == 0
+
+
+def test_fast_paints_a_folder_into_a_folder(tmp_path, content_path, style_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(content_path).save(photos / "a.png")
+    Image.open(content_path).rotate(90, expand=True).save(photos / "b.jpg")
+    (photos / "notes.txt").write_text("not an image, not listed")
+    out = tmp_path / "painted"
+    assert _fast_cli(str(photos), "--style", style_path, "-o", str(out), "--size", "48") == 0
+    written = sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".json"))
+    assert written == ["a.json", "a.png", "b.json", "b.png"]  # (and each STEM_losses.csv, as stylize: empty)
+    assert Image.open(out / "b.png").size == (36, 48)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["missing.png", "--style", "{style}"],
+        ["{content}", "--style", "{text}"],
+        ["{content}", "--style", "{style}", "--work-size", "10"],
+        ["{content}", "--style", "{style}", "--model", "no-such-model"],
+        ["{content}", "--style", "{style}", "--style", "{style}", "--style-blend", "1"],
+    ],
+)
+def test_fast_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, content_path, style_path, capsys, bad):
+    text = tmp_path / "style.txt"
+    text.write_text("not a picture")
+    paths = {"content": content_path, "style": style_path, "text": str(text)}
+    out = tmp_path / "out" / "x.png"
+    assert _fast_cli(*[a.format(**paths) for a in bad], "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("painterly: error: ")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_fast_adain_offline_exits_1_naming_the_urls_and_the_cache(tmp_path, content_path, style_path, monkeypatch,
+                                                                   capsys):  # fmt: skip
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    out = tmp_path / "x.png"
+    assert _fast_cli(content_path, "--style", style_path, "-o", str(out), "--model", "adain", "--size", "64") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and adain_mod.FILES["encoder"].urls[0] in err
+    assert adain_mod.FILES["encoder"].urls[1] in err and str(tmp_path / "hub" / "checkpoints") in err
+    assert list(tmp_path.glob("x*")) == []
+
+
+def test_init_fast_hands_the_one_pass_image_to_the_optimiser_as_its_first_step(content_path, style_path):
+    import painterly
+    from painterly.api import _stage, backbone_for
+    from painterly.config import build_config
+    from painterly.events import Step
+    from painterly.media.images import to_tensor
+    from painterly.media.inputs import load_inputs
+
+    options = {"size": 64, "weights": "random", "scales": 1, "iterations": 2, "init": "fast", "device": "cpu"}
+    cfg = build_config("stylize", options)
+    one_pass = to_tensor(painterly.fast(content_path, style_path, size=64, device="cpu"))  # 8-bit, as saved
+    steps = [e for e in painterly.iterate(cfg, content_path, style_path) if isinstance(e, Step)]
+    first = steps[0].image()
+    assert first.shape == one_pass.shape == (1, 3, 48, 64)
+    assert (first - one_pass).abs().max() <= 0.5 / 255 + 1e-6  # the same picture (PIL's one is rounded)
+    extractor = backbone_for(cfg, CPU)
+    inputs = load_inputs(cfg, content_path, style_path)
+    _, objective, _ = _stage(cfg, inputs, extractor, (64, 48), 2, CPU, None)
+    with torch.no_grad():
+        expected = objective(extractor.pixels.to_net(first))["total"].item()
+    assert steps[0].losses["total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_painterly_fast_stays_the_api_helper_once_the_subpackage_is_imported(content_path, style_path):
+    import painterly
+    import painterly.fast.onepass  # noqa: F401 - binds painterly.fast to the subpackage
+
+    image = painterly.fast(content_path, style_path, size=32, device="cpu")
+    assert image.size == (32, 24) and image.info["painterly"]["method"] == "fast"

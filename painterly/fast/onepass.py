@@ -56,6 +56,7 @@ _LOCK = threading.Lock()
 
 def load_model(name: str, device: torch.device) -> object:
     """The model ``name`` on ``device``, built once per process (a lock-protected cache: threads share it)."""
+    check_model_name(name)
     key = (name, str(device))
     with _LOCK:
         model = _MODELS.get(key)
