@@ -282,8 +282,8 @@ def _optimize(cfg, inputs, out_size, init, cancel, extractor, terms, device, sta
                 cfg.optimize.tol,
                 numbering=(done, cfg.optimize.iterations, k + 1, len(state.schedule)),
                 start=start,
-                history_size=plan.history,
-                warm=opt.curvature_at(size, plan.history) if opt is not None else None,
+                history_size=plan.lbfgs_pairs,
+                warm=opt.curvature_at(size, plan.lbfgs_pairs) if opt is not None else None,
             )
             try:
                 for p in opt.steps():

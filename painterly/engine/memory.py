@@ -88,7 +88,7 @@ class Estimate:
     peak_bytes: int
     seconds_per_iteration: float
     tile: int | None = None  # core tile side in px (tiled path)
-    history: int = LBFGS_HISTORY  # L-BFGS pairs kept
+    lbfgs_pairs: int = LBFGS_HISTORY  # L-BFGS curvature pairs kept (torch's ``history_size``)
     flops: float = 0.0  # per iteration, forward + backward
 
 
@@ -108,24 +108,24 @@ def estimate(
     ``style_size`` defaults to ``size``·style_scale; ``iterations`` bounds the L-BFGS history."""
     style_size = style_size or tuple(max(1, round(cfg.style_scale * s)) for s in size)
     budget = HEADROOM * available if available else math.inf
-    history = _history(cfg, size, iterations, budget)
+    pairs = _lbfgs_pairs(cfg, size, iterations, budget)
     rate = (gflops or calibrate()) * 1e9 * EFFICIENCY
     per = _per_pixel(cfg)
     pixels, style_pixels = size[0] * size[1], style_size[0] * style_size[1]
-    fixed = PROCESS + _state_bytes(cfg, pixels, style_pixels, history, per)
+    fixed = PROCESS + _state_bytes(cfg, pixels, style_pixels, pairs, per)
     plain = fixed + max(_graph_bytes(per, pixels), _targets_bytes(per, max(pixels, style_pixels)))
     if path == "plain" or (path is None and plain <= budget):
-        return Estimate(tuple(size), "plain", int(plain), 2 * per["flops"] * pixels / rate, None, history,
+        return Estimate(tuple(size), "plain", int(plain), 2 * per["flops"] * pixels / rate, None, pairs,
                         2 * per["flops"] * pixels)  # fmt: skip
     candidates = [tile] if tile else list(TILES)
     for t in candidates:
         peak, flops = _tiled(cfg, per, size, t, fixed, style_pixels)
         if peak <= budget or t == candidates[-1]:
-            return Estimate(tuple(size), "tiled", int(peak), flops / rate, t, history, flops)
+            return Estimate(tuple(size), "tiled", int(peak), flops / rate, t, pairs, flops)
     raise AssertionError("unreachable")
 
 
-def _history(cfg: RunConfig, size: tuple[int, int], iterations: int | None, budget: float) -> int:
+def _lbfgs_pairs(cfg: RunConfig, size: tuple[int, int], iterations: int | None, budget: float) -> int:
     """L-BFGS pairs: all iterations up to 100, but at most a quarter of the budget (at 4096 px one pair of
     image-sized vectors is 400 MB; a short history costs a little convergence speed, not correctness)."""
     pairs = min(LBFGS_HISTORY, iterations or cfg.optimize.iterations)
@@ -135,10 +135,10 @@ def _history(cfg: RunConfig, size: tuple[int, int], iterations: int | None, budg
     return max(5, min(pairs, int(0.25 * budget / pair))) if math.isfinite(budget) else pairs
 
 
-def _state_bytes(cfg: RunConfig, pixels: int, style_pixels: int, history: int, per: dict) -> float:
+def _state_bytes(cfg: RunConfig, pixels: int, style_pixels: int, pairs: int, per: dict) -> float:
     """What lives for the whole run: images (~10 image-sized tensors: v, its grad, best, L-BFGS work
     vectors, content, composite), the L-BFGS history and the content targets."""
-    images = (10 + 2 * history) * 3 * pixels + 3 * style_pixels
+    images = (10 + 2 * pairs) * 3 * pixels + 3 * style_pixels
     return FLOAT * (images + per["content"] * pixels)
 
 

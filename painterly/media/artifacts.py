@@ -5,9 +5,9 @@ files; ``recording.py`` writes it next to a CLI run's output::
 
     snaps = Snapshots(every=20)
     result = painterly.run(cfg, content, style, callbacks=[snaps])
-    snaps.add_final(result)               # the result as the last frame
+    snaps.add_final(result.image, len(result.losses))  # the result as the last frame
     Image.open(io.BytesIO(gif_bytes([s.image for s in snaps.frames])))
-    loss_figure(result.losses)           # a matplotlib Figure
+    loss_figure(result.losses)                          # a matplotlib Figure
 """
 
 from __future__ import annotations

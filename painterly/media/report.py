@@ -122,8 +122,7 @@ def report_html(
     if loss_plot:
         plot = _figure(bytes_uri(loss_plot, "image/png"), "loss per iteration", "plot")
         parts.append(f'<div class="row">{plot}</div>')
-    best = [("best total", metadata["best_loss"])] if "best_loss" in metadata else []
-    parts.append(_table([*final.items(), *best]))
+    parts.append(_table(list(final.items())))
     run_rows = [
         ("backbone and weights", metadata.get("backbone")),
         ("device", metadata.get("device")),
