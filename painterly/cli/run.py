@@ -12,6 +12,7 @@ from painterly.cli import cli
 from painterly.cli.options import artifact_options, check_method, make_config, progress_bar, run_options
 from painterly.config import RunConfig
 from painterly.errors import ExitCode, PainterlyError
+from painterly.jobs.options import JobOptions, executor_options
 from painterly.media.outputs import IMAGE_SUFFIXES, check_output_path, save_image, sidecar, write_json
 from painterly.media.recording import RunRecorder, Wanted
 
@@ -53,18 +54,22 @@ def content_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def paint_files(cfg: RunConfig, content: Sequence[str], output: str, quiet: bool, **kwargs) -> None:
-    """One photo to ``output``, or several photos (or folders) into the folder ``output``."""
+def paint_files(  # noqa: ANN001
+    cfg: RunConfig, content: Sequence[str], output: str, quiet: bool, job: JobOptions | None = None, *, style,
+    wanted=None, mask=None, init=None,
+) -> None:  # fmt: skip
+    """One photo to ``output`` (a plain run), or several photos (or folders) into the folder ``output`` as a
+    job (``jobs/``): one unit per photo on ``job``'s executor, a manifest beside the outputs so the same
+    command resumes, a bad photo recorded and skipped, a summary, exit 1 if any failed."""
     if len(content) == 1 and not Path(content[0]).is_dir():
-        run_and_save(cfg, check_output_path(output), quiet, content[0], **kwargs)
+        run_and_save(cfg, check_output_path(output), quiet, content[0], style, wanted, mask, init)
         return
     out_dir = Path(output)
     if out_dir.suffix.lower() in IMAGE_SUFFIXES:
         raise PainterlyError(f"{output}: with several content images, -o must be a folder")
     files = content_files(content)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for f in files:  # the backbone and the style targets are cached: loaded and computed once
-        run_and_save(cfg, out_dir / f"{f.stem}.png", quiet, f, **kwargs)
+    (job or JobOptions()).paint_images(cfg, files, out_dir, style=style, mask=mask, init=init, wanted=wanted,
+                                       quiet=quiet)  # fmt: skip
 
 
 @cli.command()
@@ -74,13 +79,14 @@ def paint_files(cfg: RunConfig, content: Sequence[str], output: str, quiet: bool
 @click.option("--output", "-o", required=True, help="Output image, or a folder when CONTENT is several files/a folder.")
 @run_options(blocks=("", "optimize", "fast"))
 @artifact_options
+@executor_options
 def stylize(content: tuple[str, ...], style: tuple[str, ...], output: str, quiet: bool, config_file: str | None,
-            wanted: Wanted, **values) -> None:  # fmt: skip
+            wanted: Wanted, job: JobOptions, **values) -> None:  # fmt: skip
     """Paint CONTENT (one or more photos, or a folder) in the style of STYLE (several: mixed, or one per MASK)."""
     masks = list(values.pop("mask")) or None
     cfg, init = make_config("stylize", values, config_file)
     style = style[0] if len(style) == 1 else list(style)  # one painting stays a path, as before
-    paint_files(cfg, content, output, quiet, style=style, wanted=wanted, mask=masks, init=init)
+    paint_files(cfg, content, output, quiet, job, style=style, wanted=wanted, mask=masks, init=init)
 
 
 @cli.command()

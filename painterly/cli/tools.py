@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
+import json
 import textwrap
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from painterly import config
 from painterly.api import pick_device, scale_schedule
@@ -17,7 +16,10 @@ from painterly.config import option_named, parse_layers, resolve_layer
 from painterly.engine import memory
 from painterly.engine.backbone import load_backbone
 from painterly.errors import PainterlyError
-from painterly.jobs.sweep import SWEEPABLE, run_sweep, split_values
+from painterly.jobs.batch import ImagePainter
+from painterly.jobs.options import JobOptions, executor_options
+from painterly.jobs.sweep import SWEEPABLE, combinations, split_values
+from painterly.jobs.sweep_cells import cell_units, grid_from_cells
 from painterly.media import layout
 from painterly.media.features import DEFAULT_LAYERS, feature_grid
 from painterly.media.images import fit_size, load_image, parse_size, resize, split_alpha
@@ -95,13 +97,16 @@ def features(
     help="What each cell runs.",
 )
 @run_options(sweep=SWEEPABLE)
-def sweep(
-    content: str | None, style: str | None, output: str, mode: str, quiet: bool, config_file: str | None, **values
-) -> None:
+@executor_options
+def sweep(content: str | None, style: str | None, output: str, mode: str, quiet: bool, config_file: str | None,
+          job: JobOptions, **values) -> None:  # fmt: skip
     """Run every combination of the options given several values; write one grid labelled by them.
 
     The last swept option (in --help order) runs along the columns, the others along the rows, e.g.
-    painterly sweep photo.jpg -s painting.jpg --content-weight 1,5,25 --style-weight 1e2,1e3 -o grid.png"""
+    painterly sweep photo.jpg -s painting.jpg --content-weight 1,5,25 --style-weight 1e2,1e3 -o grid.png
+
+    Each combination is a unit of a job whose files stay beside the grid in STEM_cells/ (cell_NNN.png, its
+    JSON, the manifest): the same command again paints only the missing cells; --executor ray spreads them."""
     out = check_output_path(output)
     lists = {k: _sweep_values(k, v) for k, v in values.items() if v is not None and k in SWEEPABLE}
     axes = {k: v for k, v in lists.items() if len(v) > 1}
@@ -110,20 +115,19 @@ def sweep(
     if not axes:
         raise PainterlyError("nothing to sweep: give at least one option several values, e.g. --style-weight 1,10,100")
     base = merged_options(fixed, config_file)
-    bar = tqdm(desc=out.name, disable=quiet, file=sys.stderr, unit="it", dynamic_ncols=True)
-    try:
-        result = run_sweep(mode, axes, content, style, base=base, callbacks=[lambda p: bar.update(1)])
-    finally:
-        bar.close()
+    folder = sidecar(out, "_cells")
+    units = cell_units(mode, axes, folder, content, style, base=base)  # every config built: bad values fail here
+    job.run(units, folder, ImagePainter, quiet=quiet, what="cells")
+    cells = [json.loads(sidecar(u.output, ".json").read_text()) for u in units]
     metadata = {
         "sweep": {k: list(v) for k, v in axes.items()},
         "fixed": base,
-        "cells": [{**combo, **r.metadata} for combo, r in zip(result.combos, result.cells, strict=True)],
+        "cells": [{**combo, **meta} for combo, meta in zip(combinations(axes), cells, strict=True)],
     }
-    save_image(result.grid, out, metadata)
+    save_image(grid_from_cells(axes, units), out, metadata)
     write_json(sidecar(out, ".json"), metadata)
     if not quiet:
-        click.echo(f"wrote {out} ({len(result.cells)} runs)", err=True)
+        click.echo(f"wrote {out} ({len(units)} runs)", err=True)
 
 
 def _sweep_values(field: str, text: str) -> list:

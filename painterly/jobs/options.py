@@ -19,7 +19,9 @@ from painterly.config import RunConfig
 from painterly.errors import ExitCode, PainterlyError
 from painterly.jobs.batch import ImagePainter, image_units
 from painterly.jobs.local import local_executor
-from painterly.jobs.units import Outcome, Summary, Unit, run_job
+from painterly.jobs.ray import ray_executor
+from painterly.jobs.units import MANIFEST_NAME, Outcome, Summary, Unit, run_job
+from painterly.media.recording import Wanted
 
 SEGMENT_FRAMES, WARMUP_FRAMES = 250, 8  # as jobs/segments.py (not imported here: it needs the video extra)
 
@@ -38,21 +40,13 @@ class JobOptions:
     def executor_for(self, painter: Painter) -> Callable:
         if self.executor == "local":
             return local_executor(painter)
-        from painterly.jobs import ray as ray_jobs
-
-        def execute(units: Sequence[Unit], progress: Callable[[Outcome], None]) -> None:
-            started = ray_jobs.connect(self.ray_address)
-            try:
-                ray_jobs.run_units(units, painter, progress, workers=self.workers)
-            finally:
-                if started:
-                    ray_jobs.import_ray().shutdown()
-
-        return execute
+        return ray_executor(painter, address=self.ray_address, workers=self.workers)
 
     def run(self, units: Sequence[Unit], folder: str | Path, painter: Painter, *, quiet: bool, what: str) -> Summary:
         """Run the job with a units bar (done, failed, per second, ETA) and print one summary line; a
-        ``PainterlyError`` (exit 1) naming the first failures if any unit failed."""
+        ``PainterlyError`` (exit 1) naming the first failures if any unit failed. An interrupted job (Ctrl-C,
+        or a run that was stopped) ends in ``PainterlyError`` with ``ExitCode.INTERRUPTED``: the units not
+        finished stay pending in the manifest, and the same command continues with them."""
         bars: list[tqdm] = []
 
         def plan(todo: int, skipped: int) -> None:
@@ -60,18 +54,25 @@ class JobOptions:
                 click.echo(f"{skipped} of {len(units)} {what} already done (--force redoes them)", err=True)
             bars.append(tqdm(total=todo, desc=what, unit=what, disable=quiet, file=sys.stderr, dynamic_ncols=True))
 
-        failed = 0
+        counts = {"done": 0, "failed": 0}
 
         def progress(outcome: Outcome) -> None:
-            nonlocal failed
+            counts[outcome.status] += 1
             if outcome.status == "failed":
-                failed += 1
-                bars[0].set_postfix_str(f"failed={failed}", refresh=False)
+                bars[0].set_postfix_str(f"failed={counts['failed']}", refresh=False)
             bars[0].update(1)
 
         try:
             summary = run_job(units, folder, self.executor_for(painter), force=self.force, on_outcome=progress,
                               on_plan=plan)  # fmt: skip
+        except (KeyboardInterrupt, PainterlyError) as exc:
+            if isinstance(exc, PainterlyError) and exc.exit_code != ExitCode.INTERRUPTED:
+                raise
+            raise PainterlyError(
+                f"interrupted after {counts['done']} {what} done, {counts['failed']} failed; the others stay pending "
+                f"in {Path(folder) / MANIFEST_NAME}: the same command continues with them",
+                ExitCode.INTERRUPTED,
+            ) from None
         finally:
             for bar in bars:
                 bar.close()
@@ -83,11 +84,13 @@ class JobOptions:
             raise PainterlyError(f"{summary.failed} of {summary.total} failed: {first}{more}", ExitCode.RUNTIME)
         return summary
 
-    def paint_images(self, cfg: RunConfig, files: Sequence[Path], out_dir: Path, *, style, mask=None,  # noqa: ANN001
-                     quiet: bool = False) -> Summary:  # fmt: skip
-        """Many photos, one config: ``out_dir/STEM.png`` each, the manifest in ``out_dir``."""
-        units = image_units(files, cfg, style, out_dir, mask=mask)
-        return self.run(units, out_dir, functools.partial(ImagePainter, cfg), quiet=quiet, what="images")
+    def paint_images(self, cfg: RunConfig, files: Sequence[Path], out_dir: Path, *, style, mask=None, init=None,  # noqa: ANN001
+                     wanted: Wanted | None = None, quiet: bool = False) -> Summary:  # fmt: skip
+        """Many photos, one config: ``out_dir/STEM.png`` each (with its JSON, losses and the ``wanted``
+        artifacts), every run from ``init`` when given; the manifest in ``out_dir``."""
+        units = image_units(files, cfg, style, out_dir, mask=mask, init=init)
+        painter = functools.partial(ImagePainter, cfg, wanted=wanted)
+        return self.run(units, out_dir, painter, quiet=quiet, what="images")
 
     def paint_video(
         self,

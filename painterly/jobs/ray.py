@@ -74,6 +74,24 @@ def connect(address: str | None) -> bool:
     return True
 
 
+def ray_executor(
+    painter: Callable[[], Callable[[Unit], None]], *, address: str | None = None, workers: int | None = None
+) -> Callable[[Sequence[Unit], Callable[[Outcome], None]], None]:
+    """An executor for ``units.run_job`` on Ray workers: joins Ray at ``address`` (see ``connect``; the
+    instance already connected, if any), paints on ``workers`` actors (``worker_options``), and shuts down
+    a Ray instance it started itself when the job ends."""
+
+    def execute(units: Sequence[Unit], progress: Callable[[Outcome], None]) -> None:
+        started = connect(address)
+        try:
+            run_units(units, painter, progress, workers=workers)
+        finally:
+            if started:
+                import_ray().shutdown()
+
+    return execute
+
+
 def worker_options(workers: int | None) -> tuple[int, dict, int | None]:
     """(workers, actor options, torch threads): one GPU each when the cluster has GPUs (default: one worker
     per GPU), else an equal share of the CPUs (default: one worker per node, all its cores)."""
@@ -133,6 +151,10 @@ def run_units(
                 error = f"worker died {RETRIES + 1} times on this unit: {' '.join(str(exc).split())[:200]}"
                 outcome = Outcome(unit.name, "failed", error)
                 worker = replace(worker)
+            except ray.exceptions.RayTaskError as exc:  # only what ``attempt`` lets through: an interrupted run
+                if isinstance(exc.cause, PainterlyError):
+                    raise PainterlyError(str(exc.cause), exc.cause.exit_code) from None
+                raise
             progress(outcome)
             if queue:
                 send(worker)

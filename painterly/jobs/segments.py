@@ -20,7 +20,7 @@ from PIL import Image
 
 from painterly.config import RunConfig
 from painterly.errors import PainterlyError
-from painterly.jobs.units import Unit
+from painterly.jobs.units import Unit, absolute
 from painterly.jobs.video import Painter, stylize_video
 from painterly.media.video import VideoWriter, open_video
 
@@ -58,10 +58,11 @@ def segment_units(
 ) -> list[Unit]:
     """One unit per segment, written to ``folder/segment_NNNNN`` (a folder of PNG frames). ``video``:
     ``stylize_video``'s options (blend, temporal, size, flow); they travel in the unit (and its hash)."""
-    style = style if style is None or isinstance(style, str) else tuple(style)
-    mask = tuple(mask) if mask else None
+    style = absolute(style) if style is None or isinstance(style, str | Path) else tuple(map(absolute, style))
+    mask = tuple(map(absolute, mask)) if mask else None
+    folder = Path(absolute(folder))
     return [
-        Unit(f"segment_{s.index:05d}", cfg, folder / f"segment_{s.index:05d}", str(source), style, mask,
+        Unit(f"segment_{s.index:05d}", cfg, folder / f"segment_{s.index:05d}", absolute(source), style, mask,
              {"first": s.first, "stop": s.stop, "warmup": s.warmup, **(video or {})})
         for s in segments
     ]  # fmt: skip

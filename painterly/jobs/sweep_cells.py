@@ -11,16 +11,17 @@ from PIL import Image
 
 from painterly.config import Mode
 from painterly.jobs.sweep import configs, label, sweep_grid
-from painterly.jobs.units import Unit
+from painterly.jobs.units import Unit, absolute
 
 
 def cell_units(mode: Mode, axes: dict[str, Sequence], folder: Path, content=None, style=None, *,  # noqa: ANN001
                base: dict | None = None) -> list[Unit]:  # fmt: skip
     """One unit per combination (``combinations`` order), written to ``folder/cell_NNN.png``; the unit's
     ``params`` keep its combination (for the manifest and the grid's labels)."""
-    style = style if style is None or isinstance(style, str) else tuple(style)
+    style = absolute(style) if style is None or isinstance(style, str | Path) else tuple(map(absolute, style))
+    folder = Path(absolute(folder))
     return [
-        Unit(f"cell_{k:03d}.png", cfg, folder / f"cell_{k:03d}.png", content, style,
+        Unit(f"cell_{k:03d}.png", cfg, folder / f"cell_{k:03d}.png", absolute(content), style,
              params={"combo": label(combo)})
         for k, (combo, cfg) in enumerate(configs(mode, dict(base or {}), axes))
     ]  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from painterly.config import RunConfig
-from painterly.errors import PainterlyError
+from painterly.errors import ExitCode, PainterlyError
 from painterly.media.outputs import atomic_write_bytes
 
 MANIFEST_NAME = "painterly-manifest.jsonl"
@@ -29,7 +29,8 @@ Status = Literal["pending", "done", "failed"]
 
 @dataclass(frozen=True)
 class Unit:
-    """One piece of work: ``content``/``style``/``mask`` painted with ``cfg`` into ``output``.
+    """One piece of work: ``content``/``style``/``mask`` painted with ``cfg`` into ``output``, starting from
+    ``init`` (a picture) when given.
 
     ``name`` is the unit's key in the manifest (unique in the job); ``params`` carries what else defines the
     work and must change its hash, e.g. a video segment's frame range."""
@@ -41,9 +42,10 @@ class Unit:
     style: str | tuple[str, ...] | None = None
     mask: tuple[str, ...] | None = None
     params: dict = field(default_factory=dict)
+    init: str | None = None
 
     def inputs(self) -> list[str]:
-        return [p for p in (self.content, *_paths(self.style), *_paths(self.mask)) if p is not None]
+        return [p for p in (self.content, *_paths(self.style), *_paths(self.mask), self.init) if p is not None]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class Summary:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         skipped = f", {self.skipped} already done" if self.skipped else ""
         return f"{self.done} done, {self.failed} failed{skipped} of {self.total} in {self.seconds:.1f} s ({rate:.2f}/s)"
+
+
+def absolute(path: str | os.PathLike | None) -> str | None:
+    """``path`` made absolute against this (the driver's) working directory: a worker may run elsewhere."""
+    return None if path is None else os.path.abspath(path)
 
 
 def _paths(value: str | Sequence[str] | None) -> list[str | None]:
@@ -105,6 +112,7 @@ class FileHashes:
 def unit_hash(unit: Unit, file_hash: Callable[[str], str]) -> str:
     """sha256 of a canonical JSON of ``asdict(cfg)``, the inputs' content hashes and ``params``."""
     canonical = {
+        "init": file_hash(unit.init) if unit.init is not None else None,
         "config": dataclasses.asdict(unit.cfg),
         "content": file_hash(unit.content) if unit.content is not None else None,
         "style": [file_hash(p) for p in _paths(unit.style) if p is not None],
@@ -164,9 +172,12 @@ class Manifest:
 
 
 def _record(unit: Unit, config_hash: str, status: Status, outcome: Outcome | None = None) -> dict:
+    inputs = {"content": unit.content, "style": unit.style, "mask": unit.mask}
+    if unit.init is not None:
+        inputs["init"] = unit.init
     record = {
         "unit": unit.name,
-        "input": {"content": unit.content, "style": unit.style, "mask": unit.mask, **unit.params},
+        "input": {**inputs, **unit.params},
         "config_hash": config_hash,
         "status": status,
         "error": outcome.error if outcome else None,
@@ -182,12 +193,15 @@ def _record(unit: Unit, config_hash: str, status: Status, outcome: Outcome | Non
 def attempt(paint: Callable[[Unit], None], unit: Unit, worker: str | None = None) -> Outcome:
     """Run ``paint(unit)``; a bad input (``PainterlyError``) or a bug becomes a failed ``Outcome``.
 
-    A bug is recorded too, with its traceback, so one odd file does not stop a night's batch; Ctrl-C and a
-    dying process are not caught (the unit stays pending, or the executor retries it elsewhere)."""
+    A bug is recorded too, with its traceback, so one odd file does not stop a night's batch. An interrupted
+    run (``PainterlyError`` with ``ExitCode.INTERRUPTED``), Ctrl-C and a dying process are not caught: the
+    unit stays pending and the job stops (or the executor retries the unit elsewhere)."""
     t0 = time.perf_counter()
     try:
         paint(unit)
     except PainterlyError as err:
+        if err.exit_code == ExitCode.INTERRUPTED:
+            raise
         return Outcome(unit.name, "failed", _one_line(str(err)), time.perf_counter() - t0, worker)
     except Exception as exc:  # noqa: BLE001 - recorded with its trace, see the docstring
         error = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
