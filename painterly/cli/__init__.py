@@ -52,4 +52,4 @@ def entry_point() -> None:
     sys.exit(main())
 
 
-from painterly.cli import fast, run, tools, video  # noqa: E402, F401 - each module registers its commands on ``cli``
+from painterly.cli import fast, run, tools, video, web  # noqa: E402, F401 - each module registers its commands on ``cli``
