@@ -82,7 +82,7 @@ def iteration_flops(cfg: RunConfig, extractor: nn.Module, size: tuple[int, int])
     return 2 * flops
 
 
-def worker_speed(size: int, iterations: int, scales: int, style_scale: float = 1.0) -> dict:
+def worker_speed(size: int, iterations: int, stages: int, style_scale: float = 1.0) -> dict:
     """s/iteration, ceiling, FLOPs and peak RSS of a run at ``size``. Both rates are best-of: the fastest
     iteration after the first, against the fastest ceiling convolution timed before and after the run."""
     ceiling = ceiling_gflops()
@@ -90,7 +90,7 @@ def worker_speed(size: int, iterations: int, scales: int, style_scale: float = 1
         "weights": "random",
         "size": size,
         "iterations": iterations,
-        "scales": scales,
+        "stages": stages,
         "style_scale": style_scale,
     }
     cfg = build_config("stylize", options)
@@ -249,7 +249,7 @@ def worker_quality(size: int, evaluations: int, budget: int, init: str = "conten
     result = api.run(cfg, str(CONTENT), str(STYLE), callbacks=[stop_when_reached], cancel=stop)
     setup = result.metadata["timings"]["setup_s"]
     ours_s = reached["seconds"] + setup if reached else None
-    best = min(h["total"] for h in result.losses if h["scale"] == len(result.metadata["scales"]))
+    best = min(h["total"] for h in result.losses if h["stage"] == len(result.metadata["stages"]))
     return {
         "size": list(out),
         "init": init,
@@ -260,7 +260,7 @@ def worker_quality(size: int, evaluations: int, budget: int, init: str = "conten
         "ours_wall_s": time.perf_counter() - t0,
         "ours_iterations": reached.get("iteration"),
         "ours_best_loss": best,
-        "schedule": result.metadata["scales"],
+        "schedule": result.metadata["stages"],
     }
 
 
@@ -384,13 +384,13 @@ def main() -> None:
     sections = set(args.sections.split(","))
     previous = _previous(Path(args.out))
     if args.quick:
-        speed = [child("speed", size=s, iterations=3, scales=1) for s in (64, 128)]
+        speed = [child("speed", size=s, iterations=3, stages=1) for s in (64, 128)]
         quality = [child("quality", size=128, evaluations=6, budget=30, init=i) for i in ("content", "noise")]
-        scale = [child("speed", size=256, iterations=1, scales=1)]
+        scale = [child("speed", size=256, iterations=1, stages=1)]
     else:
         speed, quality, scale = previous.get("speed", []), previous.get("quality", []), previous.get("scale", [])
         if "speed" in sections:
-            speed = [child("speed", size=s, iterations=n, scales=1) for s, n in ((256, 8), (512, 6), (1024, 4))]
+            speed = [child("speed", size=s, iterations=n, stages=1) for s, n in ((256, 8), (512, 6), (1024, 4))]
         if "quality" in sections:  # ours: 30 (512) and 20 (1024) iterations per stage; stopped at target or naive time
             quality = [
                 child("quality", size=size, evaluations=20, budget=budget, init=init)
@@ -399,8 +399,8 @@ def main() -> None:
             ]
         if "scale" in sections:  # 4096: style image at 2048 px (--style-scale 0.5): the benchmark stays ~25 min
             scale = [
-                child("speed", size=2048, iterations=1, scales=1),
-                child("speed", size=4096, iterations=1, scales=1, style_scale=0.5),
+                child("speed", size=2048, iterations=1, stages=1),
+                child("speed", size=4096, iterations=1, stages=1, style_scale=0.5),
             ]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
     command += f" --sections {args.sections}" if sections != {"speed", "quality", "scale"} else ""

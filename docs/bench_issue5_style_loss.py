@@ -12,8 +12,8 @@ from painterly.media.images import fit_size, load_image, resize, to_tensor
 
 c, s = "../shared/data/content/golden_gate.jpg", "../shared/data/style/starry_night.jpg"
 base = {"weights": "random", "size": 256, "iterations": 6}
-if "scales" in FIELDS:
-    base["scales"] = 1  # one stage at 256 px: the cost we want
+if "stages" in FIELDS:
+    base["stages"] = 1  # one stage at 256 px: the cost we want
 cfg = build_config("stylize", base)
 ex = backbone_for(cfg, pick_device("cpu"))
 print("torch threads", torch.get_num_threads())

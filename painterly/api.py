@@ -171,6 +171,7 @@ class _State:
     t0: float
     setup_s: float = 0.0
     final: Tensor | None = None  # RGB [0, 1], as handed out
+    final_stage: int = 1  # the stage ``final`` comes from
     losses: list[dict] = field(default_factory=list)
     schedule: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -227,7 +228,7 @@ def style_size_for(cfg: RunConfig, style: PIL.Image.Image, out: tuple[int, int])
     return fit_size(*style.size, max(1, round(cfg.style_scale * max(out))))
 
 
-def scale_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) -> list[tuple[tuple[int, int], int]]:
+def stage_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) -> list[tuple[tuple[int, int], int]]:
     """Coarse-to-fine stages as ((W, H), iterations), smallest first, the last at ``final``.
 
     Long sides grow geometrically from ``min_size`` to the final size (auto: one stage per doubling, none when
@@ -237,7 +238,7 @@ def scale_schedule(final: tuple[int, int], cfg: RunConfig, min_side: int = 1) ->
     opt = cfg.optimize
     long_side, short_side = max(final), min(final)
     low = min(1.0, max(opt.min_size / long_side, min_side / short_side))  # smallest stage / final
-    n = opt.scales or (1 + max(0, math.ceil(math.log2(1 / low) - 0.5)))
+    n = opt.stages or (1 + max(0, math.ceil(math.log2(1 / low) - 0.5)))
     n = max(1, min(n, opt.iterations)) if low < 1 else 1
     ratios = [low ** (1 - k / (n - 1)) if n > 1 else 1.0 for k in range(n)]
     sizes = [(max(1, round(final[0] * r)), max(1, round(final[1] * r))) for r in ratios]
@@ -259,7 +260,7 @@ def _optimize(cfg, inputs, out_size, init, cancel, extractor, terms, device, sta
             f">= {min_side} px"
         )
     start_image = _start_image(cfg, inputs, init, out_size, device)
-    state.schedule = scale_schedule(out_size, cfg, min_side)
+    state.schedule = stage_schedule(out_size, cfg, min_side)
     dtype = autocast_dtype(cfg.precision, device)
     state.setup_s = time.perf_counter() - state.t0
     opt, coarse, done, start = None, None, 0, time.perf_counter()
@@ -286,17 +287,18 @@ def _optimize(cfg, inputs, out_size, init, cancel, extractor, terms, device, sta
                 warm=opt.curvature_at(size, plan.lbfgs_pairs) if opt is not None else None,
             )
             try:
-                for p in opt.steps():
-                    yield Step(p.iteration, p.total, p.elapsed, p._image, p.losses, p.scale, p.scales, p.note)
+                for step in opt.steps():
+                    yield step
                     if _cancelled(cancel):
                         raise _Stop
             finally:  # also when stopped: keep this stage's best
-                state.losses += opt.history
+                state.losses += opt.records
+                state.notes += opt.notes
                 if opt.best is not None:
                     coarse = objective.image(opt.best)
-                    state.final = finish(coarse, scaled, cfg)
-                if getattr(opt, "ended_early", None):
-                    state.notes.append(f"stage {k + 1}/{len(state.schedule)}: {opt.ended_early}")
+                    state.final, state.final_stage = finish(coarse, scaled, cfg), k + 1
+                elif k > 0:  # never an upsampled coarse picture presented as this stage's result
+                    state.notes.append(f"stage {k + 1}: no finite point; the result is stage {k}'s, upsampled")
             done += iterations
 
 
@@ -401,6 +403,7 @@ def _describe(source: ImageSource | None) -> str | None:
 
 def _metadata(cfg: RunConfig, state: _State, device, content, style, total: float) -> dict:  # noqa: ANN001
     last = state.losses[-1] if state.losses else {}
+    best = min((r for r in state.losses if r["stage"] == state.final_stage), key=lambda r: r["total"], default={})
     work_s = total - state.setup_s
     return {
         "painterly": __version__,
@@ -424,11 +427,11 @@ def _metadata(cfg: RunConfig, state: _State, device, content, style, total: floa
             "per_iteration_s": round(last.get("elapsed", 0.0) / max(1, len(state.losses)), 4),
         },
         "iterations_run": len(state.losses),
-        "scales": [{"size": list(size), "iterations": n} for size, n in state.schedule],
+        "stages": [{"size": list(size), "iterations": n} for size, n in state.schedule],
         "interrupted": state.interrupted,
         "notes": state.notes,
         "initial_loss": state.losses[0]["total"] if state.losses else None,
-        "final_losses": {k: v for k, v in last.items() if k not in ("iteration", "elapsed", "scale")},
+        "final_losses": {k: v for k, v in best.items() if k not in ("iteration", "elapsed", "stage")},  # the result's
     }
 
 

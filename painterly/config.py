@@ -164,7 +164,7 @@ class OptimizeConfig:
                         "(auto: content for stylize, noise otherwise; --init PATH starts from an image).")  # fmt: skip
     init_noise_ratio: float = option(0.0, "Blend the start: ratio*noise + (1-ratio)*start image.", range=(0, 1))
     noise_amplitude: float = option(0.5, "Noise amplitude in 0-1 pixel units.", range=(0, 1))
-    scales: int | None = option(None, "Coarse-to-fine stages; 1 = single stage. [auto: halving to --min-size]",
+    stages: int | None = option(None, "Coarse-to-fine stages; 1 = one size only. [auto: halving to --min-size]",
                                 range=(1, 8))  # fmt: skip
     min_size: int = option(128, "Long side of the coarsest stage in px.", range=(8, MAX_SIDE))
 

@@ -42,7 +42,7 @@ PRESETS: dict[str, Preset] = {
             optimizer="lbfgs",
             lr=1.0,
             iterations=300,
-            scales=None,
+            stages=None,
             min_size=128,
             init="content",
             init_noise_ratio=0.0,
@@ -54,7 +54,7 @@ PRESETS: dict[str, Preset] = {
         "pooling, E_l = sum((G-A)^2)/(4 N^2 M^2), content 1/2 sum((F-P)^2), alpha/beta = 1e-3, L-BFGS from "
         "white noise (iterations and size: the classic neural-style's 1000 and 512)",
         dict(
-            scales=1,  # the tutorials optimise at one size
+            stages=1,  # the tutorials optimise at one size
             backbone="vgg19",
             pooling="avg",
             pixels="caffe",
@@ -82,7 +82,7 @@ PRESETS: dict[str, Preset] = {
         "with sum/(4 nC^2 (nH nW)^2), alpha 10, beta 40, Adam lr 2.0, 0.6 * U(-20, 20) noise + 0.4 * content, "
         "200 iterations, 400x300",
         dict(
-            scales=1,  # the tutorials optimise at one size
+            stages=1,  # the tutorials optimise at one size
             backbone="vgg19",
             pooling="avg",
             pixels="caffe",
@@ -110,7 +110,7 @@ PRESETS: dict[str, Preset] = {
         "there, chosen here: the TF tutorial's weights (content 1e4, style 1e-2), Adam lr 0.02 in 0-1 pixel "
         "units (5.1 in Caffe units), content init, 1000 steps, 512 px",
         dict(
-            scales=1,  # the tutorials optimise at one size
+            stages=1,  # the tutorials optimise at one size
             backbone="vgg19",
             pooling="max",
             pixels="caffe",
@@ -138,7 +138,7 @@ PRESETS: dict[str, Preset] = {
         "mean((G-A)^2)/(C H W) on unnormalised Grams, content 1, style 1e6, Adam lr 0.003 on the normalised "
         "image from the content, long side 400, 3000 steps",
         dict(
-            scales=1,  # the tutorials optimise at one size
+            stages=1,  # the tutorials optimise at one size
             backbone="vgg19",
             pooling="max",
             pixels="torch",
@@ -166,7 +166,7 @@ PRESETS: dict[str, Preset] = {
         "sum((G-A)^2)/(4 * 3^2 * (W H)^2), TV 0.995 * sum((dx^2 + dy^2)^1.25), U(0, 255) - 128 init, 260x260, "
         "L-BFGS 10 rounds x 20 evaluations = 200",
         dict(
-            scales=1,  # the tutorials optimise at one size
+            stages=1,  # the tutorials optimise at one size
             backbone="vgg16",
             pooling="max",
             pixels="caffe",

@@ -111,7 +111,7 @@ def test_loss_plot_draws_one_curve_per_nonzero_term_on_a_log_scale() -> None:
 
 
 def test_loss_plot_marks_where_each_coarse_to_fine_stage_starts() -> None:
-    history = [{**r, "scale": 1 if r["iteration"] <= 3 else 2} for r in _history(6)]
+    history = [{**r, "stage": 1 if r["iteration"] <= 3 else 2} for r in _history(6)]
     ax = loss_figure(history).axes[0]
     assert [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [3.5]
     assert losses_csv(history).splitlines()[4].endswith(",2")  # the stage number stays an integer

@@ -110,7 +110,7 @@ def test_ctrl_c_keeps_the_best_image_so_far_and_exits_130(tmp_path, content_path
     def interrupted_steps(self):
         for progress in original(self):
             yield progress
-            if progress.iteration == 3:
+            if progress.step == 3:
                 raise KeyboardInterrupt
 
     monkeypatch.setattr(optimize.PixelOptimizer, "steps", interrupted_steps)
@@ -228,8 +228,8 @@ def test_coarse_to_fine_runs_every_stage_and_ends_at_the_requested_size(tmp_path
     out = tmp_path / "o.png"
     meta = _run_ok(["stylize", content_path, "--style", style_path, "-o", str(out), "--size", "64",
                     "--min-size", "16", "--iterations", "9"])  # fmt: skip
-    sizes = [tuple(stage["size"]) for stage in meta["scales"]]
-    assert [stage["iterations"] for stage in meta["scales"]] == [3, 3, 3]
+    sizes = [tuple(stage["size"]) for stage in meta["stages"]]
+    assert [stage["iterations"] for stage in meta["stages"]] == [3, 3, 3]
     assert sizes[-1] == (64, 48) and sizes[0][0] < sizes[1][0] < 64
     assert min(sizes[0]) >= 16  # 4 poolings before relu5_1
     assert meta["iterations_run"] == 9 and Image.open(out).size == (64, 48)

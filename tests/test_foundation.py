@@ -22,7 +22,7 @@ from painterly.errors import PainterlyError
 from painterly.events import Step
 from painterly.media.images import to_tensor
 
-TINY = {"size": 48, "iterations": 6, "weights": "random", "scales": 1}
+TINY = {"size": 48, "iterations": 6, "weights": "random", "stages": 1}
 
 
 def test_iterate_yields_method_agnostic_steps_then_the_result():
@@ -77,7 +77,7 @@ def test_init_path_starts_from_that_image(tmp_path):
     _painting(64, 48, 7).save(start)
     out = tmp_path / "o.png"
     args = ["stylize", str(content), "-s", str(style), "-o", str(out), "--size", "48", "--iterations", "3"]
-    assert main([*args, "--scales", "1", "--weights", "random", "--init", str(start), "--quiet"]) == 0
+    assert main([*args, "--stages", "1", "--weights", "random", "--init", str(start), "--quiet"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     cfg = build_config("stylize", TINY)
     extractor = backbone_for(cfg, pick_device("cpu"))

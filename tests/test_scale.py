@@ -97,7 +97,7 @@ def test_coarse_to_fine_produces_the_requested_final_size(trunk, content_path, s
     options = {"size": 64, "iterations": 4, "weights": "random", "min_size": 32}
     result, image = _best_final_stage(trunk, content_path, style_path, options)
     assert result.image.size == (64, 48) and tuple(image.shape[-2:]) == (48, 64)
-    assert [s["size"] for s in result.metadata["scales"]] == [[32, 24], [64, 48]]
+    assert [s["size"] for s in result.metadata["stages"]] == [[32, 24], [64, 48]]
 
 
 def test_coarse_to_fine_from_noise_reaches_a_lower_full_resolution_loss_than_single_scale_in_the_same_iterations(
@@ -114,8 +114,8 @@ def test_coarse_to_fine_from_noise_reaches_a_lower_full_resolution_loss_than_sin
     _painting(256, 256, 1).save(style)
     options = {"size": 256, "iterations": 32, "weights": "random", "init": "noise", "min_size": 128}
     coarse_result, coarse = _best_final_stage(trunk, str(content), str(style), options)
-    _, single = _best_final_stage(trunk, str(content), str(style), {**options, "scales": 1})
-    assert [s["iterations"] for s in coarse_result.metadata["scales"]] == [16, 16]
+    _, single = _best_final_stage(trunk, str(content), str(style), {**options, "stages": 1})
+    assert [s["iterations"] for s in coarse_result.metadata["stages"]] == [16, 16]
     loss = functools.partial(_full_resolution_loss, trunk, str(content), str(style))
     assert loss(coarse) < 0.9 * loss(single)
 

@@ -232,7 +232,7 @@ def test_the_cache_counts_every_lookup_from_many_threads():
 
 
 def test_a_second_run_with_the_same_painting_computes_no_style_targets(content_path, style_path):
-    options = {"size": 48, "iterations": 2, "weights": "random", "style_layers": "relu1_1,relu2_1", "scales": 1}
+    options = {"size": 48, "iterations": 2, "weights": "random", "style_layers": "relu1_1,relu2_1", "stages": 1}
     cfg = build_config("stylize", options)
     STYLE_TARGETS.clear()
     painterly.run(cfg, content_path, style_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from painterly import config
-from painterly.api import pick_device, scale_schedule
+from painterly.api import pick_device, stage_schedule
 from painterly.cli import cli
 from painterly.cli.options import click_type, flag, make_config, merged_options, run_options
 from painterly.config import option_named, parse_layers, resolve_layer
@@ -163,7 +163,7 @@ def estimate(content: str | None, mode: str, quiet: bool, config_file: str | Non
     device = pick_device(cfg.device)
     available, gflops = memory.available_bytes(device), memory.calibrate(device.type)
     path = None if memory.tiling_supported(cfg) else "plain"
-    stages = scale_schedule(size, cfg, memory.smallest_side(cfg))
+    stages = stage_schedule(size, cfg, memory.smallest_side(cfg))
     plans = [memory.estimate(cfg, s, iterations=n, available=available, gflops=gflops, path=path) for s, n in stages]
     final = plans[-1]
     how = f"tiled path, {final.tile} px tiles" if final.path == "tiled" else "plain path"

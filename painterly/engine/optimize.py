@@ -1,41 +1,24 @@
-"""Pixel optimisation with L-BFGS or Adam, reporting every iteration as a Progress event."""
+"""Pixel optimisation with L-BFGS or Adam, reporting every iteration as a ``Step`` event."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Objective = Callable[[Tensor], dict[str, Tensor]]
+from painterly.events import Step
+
+LossFunction = Callable[[Tensor], dict[str, Tensor]]  # v -> named loss terms, with "total"
 
 # A step is rejected when its loss is non-finite or above REJECT_FACTOR x the best loss of the stage. Measured
 # (docs/benchmarks.md, "Blow-up guard", 256 px): accepted steps rise to at most 1.4x the best on default runs
 # and 7.6x with a Laplacian term; the rejected steps rose 17x to 3·10⁴x (unguarded, three such runs hit inf).
 REJECT_FACTOR = 10.0
 MAX_REJECTIONS = 5  # rejections without a new best loss in between before a stage gives up
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One iteration: the loss terms at the image evaluated, and that image on request."""
-
-    iteration: int  # 1-based
-    total: int
-    losses: dict[str, float]  # content, style, tv, total (weighted)
-    elapsed: float  # seconds since the run's optimisation started
-    _image: Callable[[], Tensor] = field(repr=False)
-    scale: int = 1  # coarse-to-fine: which scale (1-based) of ``scales`` this iteration belongs to
-    scales: int = 1
-    note: str | None = None  # e.g. this iteration's step was rejected and the optimiser restarted
-
-    def image(self) -> Tensor:
-        """The image this iteration evaluated, RGB in [0, 1], (1, 3, H, W), detached and clamped."""
-        return self._image()
 
 
 class PixelOptimizer:
@@ -47,13 +30,13 @@ class PixelOptimizer:
     pairs (a warm start's carried ones too, which is what misbehaves when a term's scale changes between
     stages) and takes a short gradient step; Adam drops its moments. A stage that makes ``MAX_REJECTIONS``
     rejections without finding a better point stops there and says why in ``ended_early``. ``notes`` has one
-    line per thing worth telling (rejected steps, an early end); the iteration's ``Progress.note`` says it too.
+    line per thing worth telling (rejected steps, an early end); the iteration's ``Step.note`` says it too.
 
     ``best`` survives an exception or Ctrl-C raised while iterating ``steps()``."""
 
     def __init__(
         self,
-        objective: Objective,
+        objective: LossFunction,
         init: Tensor,
         to_image: Callable[[Tensor], Tensor],
         optimizer: str = "lbfgs",
@@ -67,7 +50,7 @@ class PixelOptimizer:
         history_size: int = 100,
         warm: dict | None = None,
     ) -> None:
-        """``numbering`` = (iterations done before this stage, run total, scale, scales) for the events of a
+        """``numbering`` = (iterations done before this stage, run total, stage, stages) for the events of a
         coarse-to-fine run; ``start`` = its ``time.perf_counter()`` origin; ``history_size``: L-BFGS pairs kept
         (memory.py shortens it for very large images: one pair is two image-sized vectors); ``warm``: the previous
         stage's ``curvature_at(size)``."""
@@ -92,13 +75,10 @@ class PixelOptimizer:
             self.opt = torch.optim.Adam([self.v], lr=lr)
         self.best: Tensor | None = None  # network space
         self.best_loss = math.inf
-        self.history: list[dict[str, float]] = []
+        self.records: list[dict[str, float]] = []  # per iteration: the loss terms, elapsed, stage
         self.rejected: list[tuple[int, str]] = []  # (iteration, why) of every rejected step
         self.ended_early: str | None = None  # why this stage stopped before its iterations (no stage prefix)
         self._stalled = 0  # rejections since the best loss last improved
-
-    def best_image(self) -> Tensor | None:
-        return None if self.best is None else self.to_image(self.best)
 
     def _evaluate(self) -> Tensor:
         self.opt.zero_grad(set_to_none=True)
@@ -111,10 +91,10 @@ class PixelOptimizer:
             self.best_loss, self.best, self._stalled = total, self._evaluated, 0
         return terms["total"]
 
-    def steps(self) -> Iterator[Progress]:
+    def steps(self) -> Iterator[Step]:
         """One evaluation per iteration; the step it leads to is taken, or rejected (see the class)."""
         start = self.start if self.start is not None else time.perf_counter()
-        done, total, scale, scales = self.numbering
+        done, total, stage, stages = self.numbering
         for i in range(done + 1, done + self.iterations + 1):
             loss = self._evaluate()
             losses, evaluated, elapsed = self._terms, self._evaluated, time.perf_counter() - start
@@ -124,8 +104,8 @@ class PixelOptimizer:
             else:
                 self._reject(i, why)
             note = None if why is None else f"step rejected ({why}); {self._restart_note()}"
-            self.history.append({"iteration": i, **losses, "elapsed": elapsed, "scale": scale})
-            yield Progress(i, total, losses, elapsed, lambda e=evaluated: self.to_image(e), scale, scales, note)
+            self.records.append({"iteration": i, **losses, "elapsed": elapsed, "stage": stage})
+            yield Step(i, total, elapsed, lambda e=evaluated: self.to_image(e), losses, stage, stages, note)
             if self.ended_early or self._converged():
                 return
 
@@ -161,8 +141,8 @@ class PixelOptimizer:
         return f"back to the best point (loss {self.best_loss:.4g}), {state} restarted"
 
     def _stage(self) -> str:
-        _, _, scale, scales = self.numbering
-        return f"stage {scale}/{scales}: " if scales > 1 else ""
+        _, _, stage, stages = self.numbering
+        return f"stage {stage}/{stages}: " if stages > 1 else ""
 
     @property
     def notes(self) -> list[str]:
@@ -210,7 +190,7 @@ class PixelOptimizer:
 
     def _converged(self) -> bool:
         """Relative improvement of the best loss over the last ``window`` iterations is below ``tol``."""
-        if self.tol is None or len(self.history) <= self.window:  # history of this stage only
+        if self.tol is None or len(self.records) <= self.window:  # this stage's records only
             return False
-        before = min(h["total"] for h in self.history[: -self.window])
+        before = min(h["total"] for h in self.records[: -self.window])
         return before - self.best_loss < self.tol * abs(before)

@@ -151,7 +151,7 @@ def loss_figure(history: Sequence[dict[str, float]], title: str = "losses") -> F
         if any(v > 0 and math.isfinite(v) for v in values):
             ax.plot(steps, [v if v > 0 and math.isfinite(v) else math.nan for v in values], style, label=term, lw=1.5)
     for prev, record in zip(history, history[1:], strict=False):  # coarse-to-fine: mark where each stage starts
-        if record.get("scale", 1) != prev.get("scale", 1):
+        if record.get("stage", 1) != prev.get("stage", 1):
             ax.axvline(record["iteration"] - 0.5, color="0.6", ls="--", lw=1)
     ax.set_yscale("log")
     totals = [r["total"] for r in history if r.get("total", 0) > 0 and math.isfinite(r["total"])]
