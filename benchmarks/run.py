@@ -409,7 +409,10 @@ def main() -> None:
     if notes.exists() and not args.quick:
         text += "\n" + notes.read_text()
     raw = json.dumps({"speed": speed, "quality": quality, "scale": scale}, indent=1)
-    Path(args.out).write_text(text + "\n<!-- raw results\n" + raw + "\n-->\n")
+    out = Path(args.out)
+    # sections the other benchmarks (fast, video, cluster, guard) keep after the raw results stay as they are
+    others = out.read_text().partition("\n-->\n")[2] if out.exists() else ""
+    out.write_text(text + "\n<!-- raw results\n" + raw + "\n-->\n" + others)
     print(text)
 
 
