@@ -3,7 +3,6 @@ HTTP (and, where Debian's chromium is installed, clicked in a headless browser).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -21,13 +20,13 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
+from conftest import _painting, _photo  # noqa: E402
+
 from painterly.cli import main  # noqa: E402 - after the skip: the app needs Gradio
 from painterly.config import options  # noqa: E402
 from painterly.media.outputs import read_png_metadata  # noqa: E402
 from painterly.web import Limits, WebApp  # noqa: E402
 from painterly.web.form import SERVER_ONLY  # noqa: E402
-
-from conftest import _painting, _photo  # noqa: E402
 
 
 def _free_port() -> int:
@@ -104,3 +103,109 @@ def test_stylize_streams_previews_then_a_result_its_command_line_reproduces(clie
     os.rename("result.png", "shown.png")
     assert main([*shlex.split(command)[1:], "--quiet"]) == 0
     assert np.array_equal(_image("result.png"), _image("shown.png"))
+
+
+def test_stop_ends_an_optimisation_at_its_next_step_and_keeps_the_best_image(client, images):
+    job = _stylize(client, images, size=64, iterations=2000, init="content")
+    deadline = time.monotonic() + 120
+    while len(job.outputs()) < 2 and time.monotonic() < deadline:  # it is painting
+        time.sleep(0.1)
+    assert client.predict(api_name="/stop") == "stopping…"
+    image, command, _ = job.result(timeout=60)
+    meta = read_png_metadata(image)
+    assert meta["interrupted"] and 0 < meta["iterations_run"] < 2000
+    assert Image.open(image).size == (64, 48)
+
+
+def test_a_text_file_as_the_photo_gets_a_message_and_the_next_request_works(client, images):
+    with pytest.raises(gradio_client.exceptions.AppError, match="Photo: not an image"):
+        client.predict(content=gradio_client.handle_file(images["notes.txt"]),
+                       style=gradio_client.handle_file(images["painting.png"]), size=64, api_name="/fast")  # fmt: skip
+    with pytest.raises(gradio_client.exceptions.AppError, match="Size: 4096 px is over this server's limit"):
+        _fast(client, images, size=4096)
+    image, _, _ = _fast(client, images, size=64)
+    assert Image.open(image).size == (64, 48)
+
+
+def test_no_file_outside_the_app_can_be_read_through_its_routes(server, client, images, tmp_path):
+    import httpx
+
+    app, url = server
+    upload_dir = Path(gr.utils.get_upload_folder())
+    link = upload_dir / "painterly-test-link.txt"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to("/etc/passwd")  # a link planted in the cache folder
+    secret = app.workspace.root / "builtin" / ".." / ".." / "painterly-secret.txt"
+    try:
+        for path in ["/etc/passwd", "../../../../etc/passwd", "..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+                     f"{upload_dir}/../../../etc/passwd", str(link), str(secret), str(Path(__file__))]:  # fmt: skip
+            r = httpx.get(f"{url}gradio_api/file={path}", timeout=10)
+            assert r.status_code in (403, 404), (path, r.status_code)
+            assert "root:" not in r.text
+    finally:
+        link.unlink(missing_ok=True)
+    # a request that names a server path instead of uploading a file is refused as well
+    payload = {"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+                        {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, 64, 0.5, 0, "none", 1.0,
+                        "magenta", None]}  # fmt: skip
+    event = httpx.post(f"{url}gradio_api/call/fast", json=payload, timeout=10).json()["event_id"]
+    answer = httpx.get(f"{url}gradio_api/call/fast/{event}", timeout=30).text
+    assert "event: error" in answer and "root:" not in answer
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process (the server runs in it) in MiB."""
+    status = Path("/proc/self/status").read_text()
+    field = {line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith("Vm")}
+    return int(field["VmRSS"]) / 1024, int(field["VmHWM"]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_eight_fast_and_four_stylize_clients_at_once_all_finish_within_a_memory_bound(server, images):
+    url = server[1]
+    results, errors = [], []
+
+    def call(kind: str) -> None:
+        try:
+            c = gradio_client.Client(url, verbose=False)
+            if kind == "fast":
+                results.append(_fast(c, images, size=96))
+            else:
+                results.append(_stylize(c, images, size=64, iterations=8, init="content").result(timeout=300))
+        except Exception as exc:  # noqa: BLE001 - reported below with the others
+            errors.append(repr(exc))
+
+    start, before = time.perf_counter(), _rss_mb()[0]
+    threads = [threading.Thread(target=call, args=(k,)) for k in ["fast"] * 8 + ["stylize"] * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=400)
+    wall, (after, peak) = time.perf_counter() - start, _rss_mb()
+    print(f"\n12 clients (8 /fast at 96 px, 4 /stylize 8 steps at 64 px): {wall:.1f} s, RSS {before:.0f} -> "
+          f"{after:.0f} MiB, peak {peak:.0f} MiB")  # fmt: skip
+    assert not errors and len(results) == 12
+    assert all(Image.open(r[0]).size in ((96, 72), (64, 48)) for r in results)
+    assert peak < 4096  # MiB: server, 12 clients and the test runner in one process
+
+
+def test_painterly_web_prints_its_url_and_serves_the_page(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "painterly"), "web", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"painterly web: http://127.0.0.1:{port}/"), line
+        import httpx
+
+        assert "painterly" in httpx.get(f"http://127.0.0.1:{port}/", timeout=10).text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_every_config_field_but_the_servers_own_has_a_control(server):
+    app = server[0]
+    assert {o.name for o in options()} - SERVER_ONLY <= set(app.c)
+    assert not SERVER_ONLY & set(app.c)
