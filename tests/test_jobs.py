@@ -15,13 +15,13 @@ import torch
 from conftest import _painting, _photo
 from PIL import Image
 
+from painterly.cli import main
 from painterly.config import build_config
-from painterly.errors import PainterlyError
-from painterly.jobs.batch import ImagePainter, image_units
-from painterly.jobs.local import local_executor
-from painterly.jobs.units import MANIFEST_NAME, Manifest, Unit, run_job
+from painterly.errors import ExitCode, PainterlyError
+from painterly.jobs import MANIFEST_NAME, ImagePainter, Manifest, Unit, image_units, local_executor, run_job
 
 TINY = {"size": 64, "iterations": 2, "weights": "random", "min_size": 64}
+TINY_FLAGS = ["--size", "64", "--iterations", "2", "--weights", "random", "--min-size", "64"]
 
 
 @pytest.fixture
@@ -47,14 +47,17 @@ def _records(out: Path) -> dict[str, dict]:
 
 
 class Recorder:
-    """A painter that writes a small file per unit (no torch), remembering what it painted."""
+    """A painter that writes a small file per unit (no torch), remembering what it painted; at ``stop_at``
+    it is stopped: a run that came back interrupted, or the user's Ctrl-C between runs."""
 
-    def __init__(self, painted: list[str], fail: set[str] = frozenset(), stop_at: str | None = None) -> None:
+    def __init__(self, painted: list[str], fail: set[str] = frozenset(), stop_at: str | None = None,
+                 stop: BaseException | None = None) -> None:  # fmt: skip
         self.painted, self.fail, self.stop_at = painted, fail, stop_at
+        self.stop = stop or PainterlyError("interrupted", ExitCode.INTERRUPTED)
 
     def __call__(self, unit: Unit) -> None:
         if unit.name == self.stop_at:
-            raise KeyboardInterrupt
+            raise self.stop
         if unit.name in self.fail:
             raise PainterlyError(f"{unit.content}: not an image\n(second line)")
         self.painted.append(unit.name)
@@ -98,10 +101,11 @@ def test_rerun_skips_done_units_and_retries_failed_ones(tmp_path):
     assert painted == [u.name for u in units]
 
 
-def test_interrupted_job_resumes_with_only_the_missing_units(tmp_path):
+@pytest.mark.parametrize("stop", [PainterlyError("interrupted", ExitCode.INTERRUPTED), KeyboardInterrupt()])
+def test_interrupted_job_resumes_with_only_the_missing_units(tmp_path, stop):
     units, painted = _fake_units(tmp_path), []
-    with pytest.raises(KeyboardInterrupt):
-        run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted, stop_at="in2.txt")))
+    with pytest.raises(type(stop)):
+        run_job(units, tmp_path / "out", local_executor(lambda: Recorder(painted, stop_at="in2.txt", stop=stop)))
     statuses = {name: r["status"] for name, r in _records(tmp_path / "out").items()}
     assert statuses == {"in0.txt": "done", "in1.txt": "done", "in2.txt": "pending", "in3.txt": "pending"}
     first = units[0].output.stat().st_mtime_ns
@@ -153,6 +157,26 @@ def test_the_image_painter_writes_each_photo_and_records_the_broken_one(photos, 
     assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png", "p4.png", "p5.png"]
     assert Image.open(out / "p0.png").size == (64, 50)
     assert "p3.png" in _records(out)["p3.png"]["error"]
+
+
+def test_an_interrupted_photo_stays_pending_and_stops_the_job(photos, tmp_path, monkeypatch):
+    import painterly.jobs.batch
+    from painterly.jobs.options import JobOptions
+
+    def stopped_at_p1(cfg, content, *args, **kwargs):  # noqa: ANN001, ANN202 - api.run, stopped on p1
+        result = painterly.api.run(cfg, content, *args, **kwargs)
+        result.interrupted = content.endswith("p1.png")
+        return result
+
+    monkeypatch.setattr(painterly.jobs.batch, "run", stopped_at_p1)
+    files, style = photos
+    out = tmp_path / "out"
+    with pytest.raises(PainterlyError, match="interrupted after 1 images done, 0 failed") as err:
+        JobOptions().paint_images(build_config("stylize", TINY), files, out, style=str(style), quiet=True)
+    assert err.value.exit_code == ExitCode.INTERRUPTED
+    statuses = {name: r["status"] for name, r in _records(out).items()}
+    assert statuses == {"p0.png": "done", **{f"p{i}.png": "pending" for i in range(1, 6)}}
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png"]  # the stopped run left no image
 
 
 def test_ray_is_a_one_line_error_naming_the_extra_when_missing(monkeypatch):
@@ -348,3 +372,78 @@ def test_sweep_cells_run_as_units_and_make_the_grid(photos, tmp_path):
     grid = grid_from_cells(axes, units)
     assert grid.width > 2 * 64 and grid.height > 2 * 50
     assert run_job(units, tmp_path / "cells", local_executor(ImagePainter)).skipped == 4  # a sweep resumes
+
+
+# --- the commands: stylize on a folder, sweep (units through JobOptions, the local executor by default) ---
+
+
+def test_stylize_on_a_folder_records_the_broken_photo_exits_1_then_resumes_and_force_redoes(photos, tmp_path, capsys):
+    files, style = photos
+    out = tmp_path / "out"
+    args = ["stylize", str(files[0].parent), "-s", str(style), "-o", str(out), *TINY_FLAGS]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "images: 5 done, 1 failed of 6" in err  # the summary line
+    assert err.strip().splitlines()[-1].startswith("painterly: error: 1 of 6 failed: p3.png: ")
+    good = ["p0.png", "p1.png", "p2.png", "p4.png", "p5.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == good
+    assert all((out / f"p{i}.json").exists() and (out / f"p{i}_losses.csv").exists() for i in (0, 1, 2, 4, 5))
+    record = _records(out)["p3.png"]
+    assert record["status"] == "failed" and "p3.png" in record["error"] and "\n" not in record["error"]
+    painted = {name: (out / name).stat().st_mtime_ns for name in good}
+    assert main(args) == 1  # again: only the broken photo is tried
+    assert "5 of 6 images already done" in capsys.readouterr().err
+    assert {name: (out / name).stat().st_mtime_ns for name in good} == painted
+    assert main([*args, "--force", "-q"]) == 1
+    assert all((out / name).stat().st_mtime_ns > painted[name] for name in good)
+
+
+def test_executor_ray_without_ray_is_one_line_naming_the_extra_and_writes_nothing(photos, tmp_path, capsys,
+                                                                                   monkeypatch):  # fmt: skip
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    files, style = photos
+    args = ["stylize", str(files[0].parent), "-s", str(style), "-o", str(tmp_path / "out"), *TINY_FLAGS]
+    assert main([*args, "--executor", "ray"]) == 2
+    assert capsys.readouterr().err.splitlines() == ['painterly: error: the ray executor needs the cluster extra: '
+                                                    'pip install "painterly[cluster]"']  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_runs_its_cells_as_units_and_resumes(photos, tmp_path, capsys):
+    files, style = photos
+    out = tmp_path / "grid.png"
+    args = ["sweep", str(files[0]), "-s", str(style), "-o", str(out), "--size", "24", "--iterations", "1",
+            "--weights", "random", "--seed", "0,1"]  # fmt: skip
+    assert main(args) == 0
+    cells = sorted(p.name for p in (tmp_path / "grid_cells").glob("*.png"))
+    assert cells == ["cell_000.png", "cell_001.png"] and out.exists()
+    assert json.loads((tmp_path / "grid.json").read_text())["cells"][1]["seed"] == 1
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "2 of 2 cells already done" in capsys.readouterr().err
+
+
+def test_stylize_on_a_folder_on_ray_gives_the_local_pixels(ray_local, photos, tmp_path):
+    files, style = photos
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for f in files[:2] + files[3:4]:  # two photos and the broken file
+        (folder / f.name).write_bytes(f.read_bytes())
+    base = ["stylize", str(folder), "-s", str(style), *TINY_FLAGS, "-q"]
+    assert main([*base, "-o", str(tmp_path / "local")]) == 1
+    assert main([*base, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2"]) == 1
+    for name in ["p0.png", "p1.png"]:
+        assert np.array_equal(_pixels(tmp_path / "local" / name), _pixels(tmp_path / "ray" / name)), name
+    records = _records(tmp_path / "ray")
+    assert records["p3.png"]["status"] == "failed" and not records["p0.png"]["worker"].endswith(":local")
+
+
+def test_an_interrupted_unit_on_ray_stops_the_job_and_stays_pending(ray_local, tmp_path):
+    from painterly.jobs import ray_executor
+
+    units = _fake_units(tmp_path, n=3)
+    painter = functools.partial(Recorder, [], stop_at="in1.txt")
+    with pytest.raises(PainterlyError, match="interrupted") as err:
+        run_job(units, tmp_path / "out", ray_executor(painter, workers=1))
+    assert err.value.exit_code == ExitCode.INTERRUPTED
+    assert _records(tmp_path / "out")["in1.txt"]["status"] == "pending"
