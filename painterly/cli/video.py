@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +13,7 @@ from tqdm import tqdm
 from painterly.cli import cli
 from painterly.cli.options import make_config, merged_options, run_options
 from painterly.errors import ExitCode, PainterlyError
+from painterly.jobs.options import JobOptions, executor_options
 
 
 @cli.command()
@@ -31,9 +33,10 @@ from painterly.errors import ExitCode, PainterlyError
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate of a folder of frames. [25]")
 @click.option("--flow", type=click.Choice(["auto", "dis", "raft"]), default="auto", help="Optical flow. [auto]")
 @run_options(blocks=("", "optimize", "fast"))
+@executor_options
 def video(source: str, output: str, style: tuple[str, ...], mask: tuple[str, ...], temporal: float | None,
           resume: bool, start: float, duration: float | None, fps: float | None, flow: str, quiet: bool,
-          config_file: str | None, **values) -> None:  # fmt: skip
+          config_file: str | None, job: JobOptions, **values) -> None:  # fmt: skip
     """Paint every frame of IN (a video, an animated GIF/WebP or a folder of frames) in the style of STYLE.
 
     Same frame rate, audio kept where the output takes it. --size defaults to the input's size; --method
@@ -49,6 +52,8 @@ def video(source: str, output: str, style: tuple[str, ...], mask: tuple[str, ...
         raise PainterlyError("--init PATH does not apply to video (each frame starts from the previous one)")
     src = open_video(source, Fraction(fps).limit_denominator(1001) if fps else None)
     out = check_video_output(output)
+    if job.executor != "local":  # segments on workers, joined with the audio (jobs/segments.py)
+        return _segments_job(job, source, out, cfg, style, mask, temporal, size, fps, flow, start, duration, quiet)
     painter = api_painter(cfg, list(style), mask=list(mask) or None)
     weight = TEMPORAL_DEFAULT if temporal is None else temporal
     settings = {"config": cfg, "style": [str(Path(s).resolve()) for s in style], "mask": list(mask), "flow": flow}
@@ -73,3 +78,22 @@ def video(source: str, output: str, style: tuple[str, ...], mask: tuple[str, ...
         click.echo(f"painterly: {note}", err=True)
     if not quiet:
         click.echo(f"wrote {out} ({result.frames} frames, {result.fps:.2f} frames/s)", err=True)
+
+
+def _segments_job(job: JobOptions, source: str, out: Path, cfg, style, mask, temporal, size, fps, flow,  # noqa: ANN001
+                  start: float, duration: float | None, quiet: bool) -> None:  # fmt: skip
+    """``video --executor ray``: the clip cut into segments of 250 frames, each painted by a worker after 8
+    warm-up frames; resumable from ``.OUT.segments/`` (its manifest) until the join succeeds."""
+    from painterly.jobs.video import TEMPORAL_DEFAULT, api_painter
+
+    if start or duration is not None:
+        raise PainterlyError(f"--start and --duration are not available with --executor {job.executor} yet")
+    styles, masks = [str(Path(s).resolve()) for s in style], [str(Path(m).resolve()) for m in mask] or None
+    video = {"blend": cfg.method == "fast", "temporal": TEMPORAL_DEFAULT if temporal is None else temporal,
+             "size": size, "flow": flow}  # fmt: skip
+    make_paint = functools.partial(api_painter, cfg, styles, mask=masks)  # built in each worker
+    rate = Fraction(fps).limit_denominator(1001) if fps else None
+    frames = job.paint_video(source, out, make_paint, cfg, video=video, fps=rate, style=styles, mask=masks,
+                             quiet=quiet)  # fmt: skip
+    if not quiet:
+        click.echo(f"wrote {out} ({frames} frames)", err=True)
