@@ -343,3 +343,18 @@ def test_the_cpu_paints_through_onnxruntime_as_the_pytorch_model_does(monkeypatc
     assert (by_ort - by_torch).abs().max() < 1e-4
     monkeypatch.setattr("painterly.fast.ort.MAX_PIXELS", 64 * 60)  # above it: PyTorch's bands bound the memory
     assert model.onnxruntime_for(onepass.pad_to_multiple(photo), magenta.Style(torch.zeros(1, 100))) is None
+
+
+def test_the_demo_paints_in_one_pass_by_default_and_optimises_on_request(tmp_path):
+    import json
+
+    from painterly.cli import main
+
+    out = tmp_path / "demo.png"
+    assert main(["demo", "-o", str(out), "--size", "48", "--quiet"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["method"] == "fast" and meta["options"]["size"] == 48
+    args = ["demo", "-o", str(out), "--method", "optimize", "--size", "32", "--iterations", "2", "--quiet"]
+    assert main([*args, "--weights", "random"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["method"] == "optimize" and meta["iterations_run"] == 2
