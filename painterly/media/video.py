@@ -43,6 +43,9 @@ VIDEO_OUTPUTS = {
 # x264 with frame threads gave different bits when frames arrived at a different pace (a resumed run);
 # one thread is repeatable and still encodes 640x360 far faster than any painter
 _CODEC_OPTIONS = {"libx264": {"crf": "18", "preset": "fast", "threads": "1"}, "libvpx-vp9": {"crf": "30", "b": "0"}}
+# swscale's automatic slice threads (PyAV's reformat default) gave different pixels from run to run under
+# load, so every conversion here runs on one thread: a resumed run must match an uninterrupted one bit for bit
+_SWSCALE_THREADS = 1
 _CONTAINER_OPTIONS = {"webp": {"loop": "0"}, "gif": {"loop": "0"}}
 _NO_AUDIO = frozenset({"gif", "webp"})
 
@@ -90,7 +93,8 @@ class VideoSource:
                     box.seek(int(start / stream.time_base), stream=stream)  # to the keyframe before start
                 for k, frame in enumerate(box.decode(stream)):
                     t = float(frame.time) if frame.time is not None else k / float(self.rate)
-                    yield t, frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+                    size = {"width": self.width, "height": self.height}
+                    yield t, frame.to_ndarray(format="rgb24", threads=_SWSCALE_THREADS, **size)
         except av.error.EOFError:
             return  # a container that ends before its first packet: no frames
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -287,6 +291,7 @@ class VideoWriter:
             out = av.VideoFrame.from_ndarray((np.asarray(q), palette), format="pal8")
         else:
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            out = out.reformat(format=self._pix, threads=_SWSCALE_THREADS)
         out.pts, out.time_base = self.count, 1 / self.rate
         return out
 
