@@ -314,3 +314,46 @@ def test_the_command_paints_a_clip_with_the_optimiser(clip, tmp_path, capsys):
     assert (out.width, out.height, out.rate, sum(1 for _ in out.frames())) == (W, H, RATE, 3)
     assert audio_streams(tmp_path / "out.mp4") == ["aac"]
     assert listing(tmp_path) == ["out.mp4"]
+
+
+def _context(size: tuple[int, int]):  # noqa: ANN202
+    from types import SimpleNamespace
+
+    from painterly.config import RunConfig
+    from painterly.engine.backbone import PixelConvention
+    from painterly.engine.objective import TermContext
+
+    extractor = SimpleNamespace(pixels=PixelConvention("torch"))
+    return TermContext(extractor, RunConfig(), torch.zeros(1, 3, *size), [], [], None)
+
+
+def test_temporal_term_is_the_mean_squared_distance_over_reliable_pixels_at_each_stage_size():
+    from painterly.engine.flow import temporal_term
+
+    target = torch.zeros(1, 3, 2, 2)
+    target[..., 0, 1] = 5.0  # on an unreliable pixel: must not count
+    mask = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    build = temporal_term(target, mask, weight=2.0)
+    for size in ((2, 2), (1, 1)):  # the full stage, then a coarse stage (mask and target area-averaged)
+        ctx = _context(size)
+        v = ctx.pixels.to_net(torch.ones(1, 3, *size))
+        expected = 2.0 * 3.0 if size == (2, 2) else 2.0 * 0.5 * 3 * (1 - 1.25) ** 2 / 0.5
+        assert build(ctx).value({}, v, {}).item() == pytest.approx(expected, rel=1e-5)
+    assert temporal_term(target, mask, weight=0.0)(_context((2, 2))) is None
+
+
+def test_a_heavy_temporal_term_holds_reliable_pixels_at_the_warped_previous_result():
+    from painterly.config import build_config
+    from painterly.jobs.video import api_painter
+
+    style = Path(__file__).resolve().parents[1] / "painterly" / "data" / "starry_night.jpg"
+    cfg = build_config("stylize", {"method": "optimize", "weights": "random", "iterations": 4, "size": 64})
+    frame = torch.from_numpy(pan_frames(1)[0]).permute(2, 0, 1)[None].float() / 255
+    previous = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(0))  # far from the frame
+    mask = torch.zeros(1, 1, H, W)
+    mask[..., :, : W // 2] = 1
+    free = api_painter(cfg, str(style), temporal=0.0)(frame, previous, mask)
+    held = api_painter(cfg, str(style), temporal=1000.0)(frame, previous, mask)
+    left = (slice(None), slice(None), slice(None), slice(0, W // 2))
+    assert (held[left] - previous[left]).abs().mean() < 0.5 * (free[left] - previous[left]).abs().mean()
+    assert (held[left] - previous[left]).abs().mean() < 0.02  # 8-bit output of the start image, barely moved

@@ -25,7 +25,7 @@ from painterly.jobs.options import JobOptions, executor_options
     "--temporal",
     type=click.FloatRange(min=0),
     help="Temporal consistency, 0 = every frame on its own. fast: blend weight 0..1 [0.8]; optimize: weight "
-    "of the temporal loss [see docs/benchmarks.md].",
+    "of the temporal loss term (Ruder et al. 2016) [30].",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished frame.")
 @click.option("--start", type=click.FloatRange(min=0), default=0.0, help="First second to paint. [0]")
@@ -54,7 +54,7 @@ def video(source: str, output: str, style: tuple[str, ...], mask: tuple[str, ...
     out = check_video_output(output)
     if job.executor != "local":  # segments on workers, joined with the audio (jobs/segments.py)
         return _segments_job(job, source, out, cfg, style, mask, temporal, size, fps, flow, start, duration, quiet)
-    painter = api_painter(cfg, list(style), mask=list(mask) or None)
+    painter = api_painter(cfg, list(style), mask=list(mask) or None, temporal=temporal)
     weight = TEMPORAL_DEFAULT if temporal is None else temporal
     settings = {"config": cfg, "style": [str(Path(s).resolve()) for s in style], "mask": list(mask), "flow": flow}
     bar = tqdm(desc=out.name, disable=quiet, file=sys.stderr, unit="frame", dynamic_ncols=True)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from painterly.engine.objective import Builder, PixelTerm, Term, TermContext
 from painterly.errors import ExitCode, PainterlyError
 
 try:
@@ -155,3 +157,24 @@ class WarpingError:
     @property
     def value(self) -> float:
         return float(np.mean(self.values)) if self.values else 0.0
+
+
+def temporal_term(target: torch.Tensor, mask: torch.Tensor, weight: float) -> Builder:
+    """A loss-term builder (``engine/objective.register_term``'s ``build``) for the short-term temporal loss of
+    Ruder, Dosovitskiy & Brox 2016 (eq. 7): L = W · Σ_x M(x) ‖x − ω(x)‖² / Σ_x M(x), the squared RGB distance
+    (summed over channels, [0, 1] pixels) to ω = warp(O_{t−1}) averaged over the reliable pixels M.
+
+    ``target`` (1, 3, H, W) and ``mask`` (1, 1, H, W) in [0, 1] at any size: each coarse-to-fine stage gets
+    them area-averaged to its own ``ctx.size``. Where we differ from the paper: it divides by the number of
+    pixels D, we by Σ M, so the weight means the same whether few or many pixels are reliable."""
+
+    def build(ctx: TermContext) -> Term | None:
+        if weight <= 0 or ctx.size is None:
+            return None
+        device = ctx.content.device
+        t = F.interpolate(target.float(), size=ctx.size, mode="area").to(device)
+        m = F.interpolate(mask.float(), size=ctx.size, mode="area").to(device)
+        n = m.sum().clamp_min(1e-6)  # no reliable pixel: the term is 0
+        return PixelTerm(lambda v: weight * (m * (ctx.pixels.from_net(v) - t).square()).sum() / n)
+
+    return build

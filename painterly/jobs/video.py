@@ -33,6 +33,7 @@ from painterly.engine.flow import (
     WarpingError,
     reliability,
     resize_array,
+    temporal_term,
     to_array,
     to_tensor,
     warp,
@@ -44,6 +45,7 @@ from painterly.media.outputs import write_json
 from painterly.media.video import VideoSource, VideoWriter, check_video_output, open_video
 
 TEMPORAL_DEFAULT = 0.8  # --temporal: see docs/benchmarks.md (Video) for E and style strength against W
+OPTIMIZE_TEMPORAL_DEFAULT = 30.0  # --temporal with --method optimize: the temporal term's weight (docs/benchmarks.md)
 
 
 class Painter(Protocol):
@@ -86,18 +88,32 @@ class VideoResult:
         return (self.frames - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def api_painter(cfg: RunConfig, style: Sources, *, mask: Sources = None, extractor: object = None) -> Painter:
+def api_painter(
+    cfg: RunConfig,
+    style: Sources,
+    *,
+    mask: Sources = None,
+    extractor: object = None,
+    temporal: float | None = None,
+) -> Painter:
     """A painter that runs ``painterly.run`` on each frame at the frame's size: one forward pass for
-    ``cfg.method == "fast"``, else an optimisation that starts from ``init`` when it is given. Styles and
-    masks given as paths are decoded once, not per frame."""
+    ``cfg.method == "fast"``, else an optimisation that starts from ``init`` when it is given and adds the
+    masked temporal term (``engine/flow.temporal_term``, weight ``temporal``; None:
+    ``OPTIMIZE_TEMPORAL_DEFAULT``) towards ``init`` on the reliable pixels. Styles and masks given as paths
+    are decoded once, not per frame."""
     from painterly import api
 
+    temporal = OPTIMIZE_TEMPORAL_DEFAULT if temporal is None else temporal
     styles = [load_image(s) if isinstance(s, str | Path) else s for s in as_list(style)]
     masks = [load_image(m) if isinstance(m, str | Path) else m for m in as_list(mask)] or None
 
     def paint(frame: Tensor, init: Tensor | None, reliable: Tensor | None = None) -> Tensor:
         h, w = frame.shape[-2:]
-        kwargs = {"init": init} if init is not None and cfg.method == "optimize" else {}
+        kwargs = {}
+        if init is not None and cfg.method == "optimize":
+            kwargs["init"] = init
+            if reliable is not None and temporal > 0:  # init is warp(O_prev) wherever reliable > 0
+                kwargs["terms"] = {"temporal": temporal_term(init, reliable, temporal)}
         if extractor is not None:
             kwargs["extractor"] = extractor
         result = api.run(cfg.replace(size=(w, h)), frame, styles if len(styles) > 1 else styles[0], mask=masks,
