@@ -1,6 +1,7 @@
 """Video benchmark (issue 14): warping error with and without temporal consistency, style strength, frames/s.
 
     python benchmarks/video.py [--frames 24] [--size 640x360] [--methods fast,optimize] [--opt-size 128]
+                               [--threads 1]
 
 Two clips, both made here from a still photo: ``synthetic``, a slow pan (2 px/frame) whose motion is known
 exactly, so E uses the exact flow and the mask of pixels still in view; ``real``, a hand-held-like zoom and
@@ -8,12 +9,15 @@ drift over another photo, encoded as H.264 and read back, so E uses DIS flow on 
 E (Lai et al. 2018) is the mean over frame pairs of the mean, over reliable pixels and channels, of
 (O_t - warp(O_{t-1}))^2 on [0, 1] pixels. Style strength: the mean absolute difference between each painted
 frame and its input frame, and the mean Laplacian energy (sharpness), both relative to temporal 0. fps: the
-whole pipeline (decode, flow, paint, encode) on this machine. Prints Markdown table rows."""
+whole pipeline (decode, flow, paint, encode) on this machine; CPU-s/frame: the process's CPU time per frame
+(all threads), which depends little on other jobs sharing the machine (1 / CPU-s is the frame rate one free
+core would give). load: the 1-minute load average when the row started. Prints Markdown table rows."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 import time
 from fractions import Fraction
@@ -22,11 +26,12 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
 from painterly.config import build_config
 from painterly.engine.flow import FlowEstimator, pair_error, reliability
-from painterly.jobs.video import TEMPORAL_DEFAULT, api_painter, stylize_video
+from painterly.jobs.video import OPTIMIZE_TEMPORAL_DEFAULT, TEMPORAL_DEFAULT, api_painter, stylize_video
 from painterly.media.images import parse_size
 from painterly.media.video import open_video
 
@@ -106,16 +111,17 @@ def strength(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[float
 def measure(clip: Path, kind: str, method: str, temporal: float, size, iterations: int, tmp: Path) -> dict:
     options = {"method": method, "weights": "random", "iterations": iterations} if method == "optimize" else {}
     cfg = build_config("stylize", {"method": method, **options})
-    painter = api_painter(cfg, str(STYLE))
+    painter = api_painter(cfg, str(STYLE), temporal=temporal)  # the optimiser's term weight (fast: unused)
     out = tmp / f"{kind}_{method}_{temporal}.mkv"
-    t0 = time.perf_counter()
+    load, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     result = stylize_video(clip, out, painter, blend=method == "fast", temporal=temporal, size=size, flow="dis")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     inputs = [cv2.resize(f, result.size, interpolation=cv2.INTER_AREA) for f in open_video(clip).frames()]
     outputs = list(open_video(out).frames())
     error = exact_error(inputs, outputs) if kind == "synthetic" and size is None else flow_error(inputs, outputs)
     diff, sharp = strength(inputs, outputs)
-    return {"E": error, "diff": diff, "sharp": sharp, "fps": result.frames / seconds, "size": result.size}
+    return {"E": error, "diff": diff, "sharp": sharp, "fps": result.frames / seconds, "size": result.size,
+            "cpu": cpu / result.frames, "load": load}  # fmt: skip
 
 
 def main() -> None:
@@ -127,10 +133,15 @@ def main() -> None:
     parser.add_argument("--opt-frames", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--temporal", type=float, default=TEMPORAL_DEFAULT)
+    parser.add_argument("--opt-temporal", type=float, default=OPTIMIZE_TEMPORAL_DEFAULT)
+    parser.add_argument("--threads", type=int, help="torch threads (on a loaded machine 1 is fastest)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     w, h = parse_size(args.size)
-    print("| clip | method | size | --temporal | E | E / E(0) | mean abs(O-I) | sharpness | frames/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| clip | method | size | --temporal | E | E / E(0) | mean abs(O-I) | sharpness | frames/s | CPU-s/frame "
+          "| load |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for method in args.methods.split(","):
@@ -143,12 +154,13 @@ def main() -> None:
                      "real": write_clip(tmp / f"real_{method}.mkv", real_frames(n, w2, h2))}  # fmt: skip
             for kind, clip in clips.items():
                 base = None
-                for temporal in (0.0, args.temporal):
+                for temporal in (0.0, args.temporal if method == "fast" else args.opt_temporal):
                     r = measure(clip, kind, method, temporal, None, args.iterations, tmp)
                     base = base or r
                     print(f"| {kind} | {method} | {r['size'][0]}x{r['size'][1]} | {temporal:g} | {r['E']:.5f} | "
                           f"{r['E'] / base['E']:.2f} | {r['diff']:.4f} ({r['diff'] / base['diff']:.2f}) | "
-                          f"{r['sharp']:.5f} ({r['sharp'] / base['sharp']:.2f}) | {r['fps']:.2f} |",
+                          f"{r['sharp']:.5f} ({r['sharp'] / base['sharp']:.2f}) | {r['fps']:.2f} | {r['cpu']:.3f} | "
+                          f"{r['load']:.1f} |",
                           flush=True)  # fmt: skip
 
 

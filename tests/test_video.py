@@ -357,3 +357,29 @@ def test_a_heavy_temporal_term_holds_reliable_pixels_at_the_warped_previous_resu
     left = (slice(None), slice(None), slice(None), slice(0, W // 2))
     assert (held[left] - previous[left]).abs().mean() < 0.5 * (free[left] - previous[left]).abs().mean()
     assert (held[left] - previous[left]).abs().mean() < 0.02  # 8-bit output of the start image, barely moved
+
+
+def test_the_fast_painter_predicts_the_style_once_per_clip_and_paints_what_the_api_paints(clip, tmp_path):
+    from painterly import api
+    from painterly.config import build_config
+    from painterly.fast.onepass import load_model
+    from painterly.jobs.video import FastPainter, api_painter
+
+    style = Path(__file__).resolve().parents[1] / "painterly" / "data" / "starry_night.jpg"
+    cfg = build_config("stylize", {"method": "fast"})
+    model = load_model("magenta", torch.device("cpu"))
+    model._vectors.clear()
+    calls = []
+    hook = model.predictor.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        painter = api_painter(cfg, str(style))
+        assert isinstance(painter, FastPainter)
+        stylize_video(clip, tmp_path / "out.mp4", painter)
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    frame = pan_frames(1)[0]
+    ours = painter(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255)
+    theirs = api.run(cfg.replace(size=(W, H)), Image.fromarray(frame), str(style)).image
+    theirs = torch.from_numpy(np.array(theirs.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    assert (ours - theirs).abs().max() <= 1 / 255 + 1e-6  # the API hands out 8-bit pixels
