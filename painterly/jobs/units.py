@@ -231,7 +231,8 @@ def run_job(
     skipped)`` is told the counts before anything runs (for a progress bar)."""
     names = [u.name for u in units]
     if len(set(names)) != len(names):
-        raise PainterlyError("two units of the job share one output name")
+        twice = next(n for n in names if names.count(n) > 1)  # e.g. a.jpg and a.png, or the same name in two folders
+        raise PainterlyError(f"two units of the job share one output name: {twice} (rename one of the inputs)")
     Path(folder).mkdir(parents=True, exist_ok=True)
     manifest, file_hash = Manifest(folder), FileHashes()
     hashes = {u.name: unit_hash(u, file_hash) for u in units}
