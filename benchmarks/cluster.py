@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from painterly.config import build_config
-from painterly.jobs import ray as ray_jobs
-from painterly.jobs.batch import ImagePainter, image_units
-from painterly.jobs.local import local_executor
-from painterly.jobs.units import run_job
+from painterly.jobs import ImagePainter, image_units, local_executor, ray_executor, run_job
+from painterly.jobs.ray import import_ray
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -56,13 +55,14 @@ def bench(method: str, args: argparse.Namespace, files: list[Path]) -> list[dict
         return image_units(files, cfg, style, folder)
 
     rows = [timed("local", units_for, local_executor(painter))]
-    for workers in (1, 2):
-
-        def execute(units, progress, workers=workers) -> None:  # noqa: ANN001
-            ray_jobs.run_units(units, painter, progress, workers=workers)
-
-        rows.append(timed(f"ray, {workers} worker{'s' if workers > 1 else ''}", units_for, execute))
+    for workers in (1, 2):  # Ray is already connected: the executor joins it and leaves it running
+        label = f"ray, {workers} worker{'s' if workers > 1 else ''}"
+        rows.append(timed(label, units_for, ray_executor(painter, workers=workers)))
     return rows
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -75,9 +75,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = photos(Path(tmp), args.images)
         t0 = time.perf_counter()
-        ray = ray_jobs.import_ray()
+        ray = import_ray()
         ray.init(include_dashboard=False, logging_level="warning")
-        print(f"ray.init: {time.perf_counter() - t0:.1f} s; CPUs: {ray.cluster_resources().get('CPU')}")
+        print(f"ray.init: {time.perf_counter() - t0:.1f} s; CPUs: {ray.cluster_resources().get('CPU')}; {load()}")
         print("| method | executor | images | seconds | images/s |\n|---|---|---|---|---|")
         try:
             for method in args.methods.split(","):
@@ -86,6 +86,7 @@ def main() -> None:
                     print("| " + " | ".join(map(str, cells)) + " |", flush=True)
         finally:
             ray.shutdown()
+            print(f"after: {load()}")
 
 
 if __name__ == "__main__":
