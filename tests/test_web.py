@@ -209,3 +209,59 @@ def test_every_config_field_but_the_servers_own_has_a_control(server):
     app = server[0]
     assert {o.name for o in options()} - SERVER_ONLY <= set(app.c)
     assert not SERVER_ONLY & set(app.c)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_the_result(server, tmp_path):
+    """Headless Chromium: the photo and a painting uploaded, a brush stroke, Paint; the page's screenshot is
+    saved (to $PAINTERLY_WEB_SCREENSHOT too, for the README) and must not be blank."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from importlib.resources import files
+
+    import matplotlib.cbook
+
+    photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    painting = str(files("painterly") / "data" / "starry_night.jpg")
+    shot = tmp_path / "web.png"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
+                                    "--disable-gpu", "--disable-background-networking"])  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server[1])
+            page.wait_for_selector("#paint")
+            page.locator("#photo input[type=file]").set_input_files(photo)
+            page.locator("#uploads input[type=file]").set_input_files(painting)
+            page.get_by_label("The Starry Night (Vincent van Gogh, 1889)").uncheck()
+            page.wait_for_function("document.querySelector('#status').innerText.includes('one pass')", timeout=60000)
+            page.locator("#photo button[aria-label=Brush]").first.click()
+            box = page.locator("#photo canvas").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.2)
+            page.mouse.down()
+            for k in range(1, 11):  # a stroke down the middle: stylise there, keep the photo elsewhere
+                page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.2 + 0.06 * k), steps=2)
+            page.mouse.up()
+            page.wait_for_timeout(1500)  # the stroke's own preview (the editor reports each stroke)
+            page.wait_for_selector("#painting img")
+            shown = page.locator("#painting img").get_attribute("src")
+            start = time.perf_counter()
+            page.click("#paint")
+            page.wait_for_function(f"document.querySelector('#painting img').src != {shown!r}", timeout=60000)
+            latency = time.perf_counter() - start
+            command = page.locator("#command textarea").input_value()
+            status = page.locator("#status").inner_text()
+            page.screenshot(path=str(shot), full_page=True)
+        except Exception:
+            page.screenshot(path="/tmp/webshot/fail.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+    print(f"\none-pass preview in the page: {latency:.2f} s from the click to the picture (server: {status})")
+    assert "--mask mask.png" in command and "--method fast" in command
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.std() > 20  # not a blank page
+    if os.environ.get("PAINTERLY_WEB_SCREENSHOT"):
+        shutil.copy(shot, os.environ["PAINTERLY_WEB_SCREENSHOT"])

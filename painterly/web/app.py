@@ -112,10 +112,10 @@ class WebApp:
 
     def ui_preview(self, data: dict, request: gr.Request) -> Iterator[dict]:
         if data[self.c["method"]] != "fast" or not (data[self.c["content"]] or {}).get("background"):
-            yield {}
+            yield {self.c["status"]: gr.skip()}  # nothing to paint yet, or the optimiser's turn
             return
         if not data[self.c["builtin"]] and not data[self.c["uploads"]]:
-            yield {}
+            yield {self.c["status"]: "choose a painting"}
             return
         try:
             job = self._job(data, request, fast=True)

@@ -51,7 +51,7 @@ def build(app: WebApp) -> gr.Blocks:
                         first = list(app.paintings)[:1]
                         c["builtin"] = gr.CheckboxGroup(list(app.paintings), value=first, label="Use built-in")
                         c["uploads"] = gr.File(label="Your paintings", file_count="multiple", file_types=["image"],
-                                               height=90)  # fmt: skip
+                                               elem_id="uploads", height=90)  # fmt: skip
                 c["method"] = gr.Radio([("One pass", "fast"), ("Optimise", "optimize")], value="fast", label="Method",
                                        info=form.option_named("method").help)  # fmt: skip
                 with gr.Row():
@@ -114,7 +114,8 @@ def _events(app, blocks, c, paint, optimise, stop, resume, fast_group, optimise_
 
     c["method"].change(switch, c["method"], [paint, optimise, stop, resume, fast_group, optimise_group],
                        queue=False, api_visibility="private")  # fmt: skip
-    triggers = [paint.click, c["content"].change, c["builtin"].change, c["uploads"].change, c["method"].change,
+    triggers = [paint.click, c["content"].upload, c["content"].apply, c["content"].change, c["builtin"].change,
+                c["uploads"].change, c["method"].change,
                 c["size"].release, c["strength"].release, c["style_scale"].release, c["work_size"].release,
                 c["preserve_color"].change, c["style_blend"].submit, c["seed"].submit, c["model"].change]  # fmt: skip
     gr.on(triggers, app.ui_preview, inputs, outputs, trigger_mode="always_last", concurrency_id="fast",
