@@ -68,7 +68,10 @@ def build(app: WebApp) -> gr.Blocks:
                     with gr.Row():
                         c["work_size"] = gr.Slider(0, 2 * lim.max_size, value=0, step=32, label="Work size",
                                                    info=form.option_named("work_size").help + " 0 = auto.")  # fmt: skip
-                        c["model"] = form.control("model")
+                        c["model"] = form.control(
+                            "model",
+                            info="One-pass network: magenta (Ghiasi et al. 2017) or adain (Huang & Belongie 2017).",
+                        )
                 with gr.Group(visible=False) as optimise_group:
                     with gr.Row():
                         c["preset"] = gr.Dropdown(list(PRESETS), value="default", label="Preset",
