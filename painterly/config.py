@@ -35,6 +35,7 @@ Init = Literal["auto", "content", "noise", "style", "fast"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 PreserveColor = Literal["none", "luminance", "histogram"]
 StyleLoss = Literal["gram", "wasserstein"]
+Balance = Literal["fixed", "photo"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Size = int | tuple[int, int]
 
@@ -149,6 +150,10 @@ class OptimizeConfig:
     content_weight: float = option(1.0, "Weight of the content term (alpha).", range=(0, math.inf))
     style_weight: float = option(10.0, "Weight of the style term (beta).", range=(0, math.inf))
     tv_weight: float = option(0.0, "Weight of the total-variation term.", range=(0, math.inf))
+    structure_weight: float = option(0.0, "Weight of the Laplacian term (Li et al. 2017): keeps the photo's "
+                                     "edges.", range=(0, math.inf))  # fmt: skip
+    balance: Balance = option("fixed", "Style weight per pair: fixed, or photo (divided by the photo's own "
+                              "style loss, so every pair starts at the same pressure).")  # fmt: skip
     content_norm: ContentNorm = option("target", "Content loss normalisation.")
     gram_norm: GramNorm = option("hw", "Gram matrix normalisation.")
     style_norm: StyleNorm = option("target", "Per-layer style loss normalisation.")
@@ -188,7 +193,7 @@ class FastConfig:
     model: str = option("magenta", "One-pass network: magenta (Ghiasi et al. 2017), adain (Huang & Belongie "
                         "2017), or PATH to an AdaIN decoder (.safetensors).")  # fmt: skip
     work_size: int | None = option(None, "Long side the network paints at (stroke size), independent of --size. "
-                                   "[auto]", range=(64, MAX_SIDE))  # fmt: skip
+                                   "[auto: the output size up to 1024 px]", range=(64, MAX_SIDE))  # fmt: skip
 
     def __post_init__(self) -> None:
         validate(self)
