@@ -91,7 +91,7 @@ def _segments_job(job: JobOptions, source: str, out: Path, cfg, style, mask, tem
     styles, masks = [str(Path(s).resolve()) for s in style], [str(Path(m).resolve()) for m in mask] or None
     video = {"blend": cfg.method == "fast", "temporal": TEMPORAL_DEFAULT if temporal is None else temporal,
              "size": size, "flow": flow}  # fmt: skip
-    make_paint = functools.partial(api_painter, cfg, styles, mask=masks)  # built in each worker
+    make_paint = functools.partial(api_painter, cfg, styles, mask=masks, temporal=temporal)  # built in each worker
     rate = Fraction(fps).limit_denominator(1001) if fps else None
     frames = job.paint_video(source, out, make_paint, cfg, video=video, fps=rate, style=styles, mask=masks,
                              quiet=quiet)  # fmt: skip
