@@ -255,7 +255,7 @@ def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_
             status = page.locator("#status").inner_text()
             page.screenshot(path=str(shot), full_page=True)
         except Exception:
-            page.screenshot(path="/tmp/webshot/fail.png", full_page=True)
+            page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)  # to look at when it fails
             raise
         finally:
             browser.close()
