@@ -383,3 +383,28 @@ def test_the_fast_painter_predicts_the_style_once_per_clip_and_paints_what_the_a
     theirs = api.run(cfg.replace(size=(W, H)), Image.fromarray(frame), str(style)).image
     theirs = torch.from_numpy(np.array(theirs.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
     assert (ours - theirs).abs().max() <= 1 / 255 + 1e-6  # the API hands out 8-bit pixels
+
+
+def _laplacian_energy(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(image.astype(np.float32).mean(-1), cv2.CV_32F)[4:-4, 4:-4].var())
+
+
+def test_keep_detail_gives_a_low_contrast_blend_the_painted_frames_detail_and_keeps_its_own_colours():
+    from painterly.jobs.video import keep_detail
+
+    painted = pan_frames(1)[0].astype(np.float32) / 255
+    assert np.allclose(keep_detail(painted, painted), painted, atol=1e-5)
+    flat = 0.5 * painted + 0.25  # half the contrast: every band's energy / 4
+    out = keep_detail(flat, painted)
+    assert _laplacian_energy(out) == pytest.approx(_laplacian_energy(painted), rel=0.02)
+    blur = (cv2.GaussianBlur(x, (0, 0), 4.0) for x in (out, flat))
+    assert np.abs(next(blur) - next(blur)).max() < 0.02  # the coarse picture is the blend's
+
+
+def test_temporal_blending_keeps_the_frames_as_sharp_as_independent_ones(clip, tmp_path):
+    def sharpness(path: Path) -> float:
+        return float(np.mean([_laplacian_energy(f) for f in open_video(path).frames()]))
+
+    stylize_video(clip, tmp_path / "alone.mkv", flicker, temporal=0)
+    stylize_video(clip, tmp_path / "blend.mkv", flicker, temporal=0.8)
+    assert sharpness(tmp_path / "blend.mkv") > 0.9 * sharpness(tmp_path / "alone.mkv")

@@ -24,12 +24,14 @@ except ImportError:  # pragma: no cover - the optional extra is missing
 RAFT_FILE = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"  # torchvision's Raft_Large_Weights.DEFAULT, in torch hub's cache
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """out(x) = image(x + flow(x)), bilinear; samples outside the frame repeat the edge (they are unreliable:
-    see ``reliability``)."""
+def warp(image: np.ndarray, flow: np.ndarray, lanczos: bool = False) -> np.ndarray:
+    """out(x) = image(x + flow(x)), bilinear (or Lanczos-4, which keeps more of the finest detail when a
+    result is warped again and again); samples outside the frame repeat the edge (they are unreliable: see
+    ``reliability``)."""
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    out = cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mode = cv2.INTER_LANCZOS4 if lanczos else cv2.INTER_LINEAR
+    out = cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], mode, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(image.shape)
 
 
