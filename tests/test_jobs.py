@@ -315,6 +315,18 @@ def test_two_segments_on_ray_give_the_frames_in_order_with_the_audio(ray_local, 
     assert audio_streams(tmp_path / "joined.mp4") == audio_streams(tmp_path / "whole.mp4") == ["aac"]
 
 
+def test_video_on_ray_refuses_start_and_duration_in_one_line(clip, tmp_path, capsys):
+    pytest.importorskip("ray")
+    style = tmp_path / "style.png"
+    _painting(64, 64, 1).save(style)
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(clip), "-s", str(style), "-o", str(out), "--executor", "ray", "--start", "0.2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "painterly: error: --start and --duration are not available with --executor ray yet"
+    ]
+    assert not out.exists()
+
+
 def test_warm_up_frames_carry_temporal_consistency_over_the_seam(clip, tmp_path):
     from painterly.jobs.segments import seam_errors
 
