@@ -1,7 +1,7 @@
 """Video benchmark (issue 14): warping error with and without temporal consistency, style strength, frames/s.
 
     python benchmarks/video.py [--frames 24] [--size 640x360] [--methods fast,optimize] [--opt-size 128]
-                               [--threads 1]
+                               [--threads 1] [--gif docs/video/independent_vs_temporal.gif]
 
 Two clips, both made here from a still photo: ``synthetic``, a slow pan (2 px/frame) whose motion is known
 exactly, so E uses the exact flow and the mask of pixels still in view; ``real``, a hand-held-like zoom and
@@ -11,7 +11,8 @@ E (Lai et al. 2018) is the mean over frame pairs of the mean, over reliable pixe
 frame and its input frame, and the mean Laplacian energy (sharpness), both relative to temporal 0. fps: the
 whole pipeline (decode, flow, paint, encode) on this machine; CPU-s/frame: the process's CPU time per frame
 (all threads), which depends little on other jobs sharing the machine (1 / CPU-s is the frame rate one free
-core would give). load: the 1-minute load average when the row started. Prints Markdown table rows."""
+core would give). load: the 1-minute load average when the row started. Prints Markdown table rows.
+``--gif``: also write the README's clip (the zoom at 200x112, 18 frames, --temporal 0 beside the default)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import av
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from painterly.config import build_config
 from painterly.engine.flow import FlowEstimator, pair_error, reliability
@@ -124,6 +125,25 @@ def measure(clip: Path, kind: str, method: str, temporal: float, size, iteration
             "cpu": cpu / result.frames, "load": load}  # fmt: skip
 
 
+def write_gif(path: Path, tmp: Path, w: int = 200, h: int = 112, n: int = 18) -> None:
+    """Independent frames beside the default temporal blending, fast method, 12 fps, 48 colours."""
+    clip = write_clip(tmp / "gif.mkv", real_frames(n, w, h))
+    painter = api_painter(build_config("stylize", {"method": "fast"}), str(STYLE))
+    sides = []
+    for temporal in (0.0, TEMPORAL_DEFAULT):
+        stylize_video(clip, tmp / f"gif_{temporal}.mkv", painter, temporal=temporal, flow="dis")
+        sides.append(list(open_video(tmp / f"gif_{temporal}.mkv").frames()))
+    frames = []
+    for a, b in zip(*sides, strict=True):
+        im = Image.fromarray(np.concatenate([a, np.full((h, 4, 3), 255, np.uint8), b], 1))
+        draw = ImageDraw.Draw(im)
+        for x, label in ((4, "--temporal 0"), (w + 8, f"--temporal {TEMPORAL_DEFAULT} (default)")):
+            draw.rectangle((x, 2, x + 6 * len(label) + 4, 14), fill=(0, 0, 0))
+            draw.text((x + 2, 2), label, fill=(255, 255, 255))
+        frames.append(im.quantize(48, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000 // 12, loop=0, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=24)
@@ -134,6 +154,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--temporal", type=float, default=TEMPORAL_DEFAULT)
     parser.add_argument("--opt-temporal", type=float, default=OPTIMIZE_TEMPORAL_DEFAULT)
+    parser.add_argument("--gif", type=Path, help="also write the README's side-by-side GIF here")
     parser.add_argument("--threads", type=int, help="torch threads (on a loaded machine 1 is fastest)")
     args = parser.parse_args()
     if args.threads:
@@ -144,6 +165,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.gif:
+            write_gif(args.gif, tmp)
         for method in args.methods.split(","):
             n = args.frames if method == "fast" else args.opt_frames
             if method == "optimize":  # the optimiser paints small clips: make them at its size
