@@ -19,7 +19,7 @@ cv2 = pytest.importorskip("cv2")
 from PIL import Image  # noqa: E402 - after the optional-extra skips
 
 from painterly.engine.flow import FlowEstimator, WarpingError, reliability, warp  # noqa: E402
-from painterly.errors import PainterlyError  # noqa: E402
+from painterly.errors import ExitCode, PainterlyError  # noqa: E402
 from painterly.jobs.video import stylize_video, temporal_blend  # noqa: E402
 from painterly.media.video import open_video  # noqa: E402
 
@@ -211,6 +211,26 @@ def test_resume_continues_from_the_last_frame_and_matches_an_uninterrupted_run(c
     assert listing(tmp_path) == ["out.mp4", "whole"]
     a, b = open_video(whole.path).frames(), open_video(tmp_path / "out.mp4").frames()
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_a_frame_run_stopped_by_ctrl_c_keeps_the_finished_frames_and_a_failure_leaves_nothing(clip, tmp_path):
+    def stopped_at(n: int, error: PainterlyError):  # noqa: ANN202
+        calls = []
+
+        def paint(frame, init, mask=None):  # noqa: ANN001, ANN202
+            calls.append(1)
+            if len(calls) == n:
+                raise error
+            return identity(frame, init, mask)
+
+        return paint
+
+    with pytest.raises(PainterlyError, match="interrupted"):  # what api_painter raises for an interrupted frame
+        stylize_video(clip, tmp_path / "out.mp4", stopped_at(4, PainterlyError("interrupted", ExitCode.INTERRUPTED)))
+    assert listing(tmp_path) == [".out.mp4.painterly"]
+    with pytest.raises(PainterlyError, match="broken"):
+        stylize_video(clip, tmp_path / "b.mp4", stopped_at(4, PainterlyError("broken")))
+    assert listing(tmp_path) == [".out.mp4.painterly"]
 
 
 def test_resume_with_other_settings_is_refused(clip, tmp_path):

@@ -67,7 +67,9 @@ def video(source: str, output: str, style: tuple[str, ...], mask: tuple[str, ...
         result = stylize_video(src, out, painter, blend=cfg.method == "fast", temporal=weight, size=size,
                                start=start, duration=duration, resume=resume, settings=settings, flow=flow,
                                on_frame=update)  # fmt: skip
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, PainterlyError) as exc:
+        if getattr(exc, "exit_code", ExitCode.INTERRUPTED) != ExitCode.INTERRUPTED:
+            raise
         raise PainterlyError(
             f"interrupted: finished frames are kept in {state_dir(out)}; run again with --resume to continue",
             ExitCode.INTERRUPTED,

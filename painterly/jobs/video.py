@@ -158,8 +158,8 @@ def api_painter(
             kwargs["extractor"] = extractor
         result = api.run(cfg.replace(size=(w, h)), frame, styles if len(styles) > 1 else styles[0], mask=masks,
                          **kwargs)  # fmt: skip
-        if result.interrupted:
-            raise KeyboardInterrupt
+        if result.interrupted:  # Ctrl-C inside the frame's run: stop the clip, keep the finished frames
+            raise PainterlyError("interrupted", ExitCode.INTERRUPTED)
         return to_tensor(np.asarray(result.image.convert("RGB")))
 
     return paint
@@ -260,10 +260,10 @@ def stylize_video(
                 writer.abort()
             else:
                 writer.close()
-    except KeyboardInterrupt:
-        raise
-    except BaseException:
-        shutil.rmtree(state, ignore_errors=True)  # a failed run leaves nothing behind
+    except BaseException as exc:
+        stopped = isinstance(exc, KeyboardInterrupt) or getattr(exc, "exit_code", None) == ExitCode.INTERRUPTED
+        if not stopped:  # a failed run leaves nothing behind; a stopped one keeps its frames for --resume
+            shutil.rmtree(state, ignore_errors=True)
         raise
     if not interrupted:
         shutil.rmtree(state, ignore_errors=True)
