@@ -25,8 +25,9 @@ from conftest import _painting, _photo  # noqa: E402
 from painterly.cli import main  # noqa: E402 - after the skip: the app needs Gradio
 from painterly.config import options  # noqa: E402
 from painterly.media.outputs import read_png_metadata  # noqa: E402
-from painterly.web import Limits, WebApp  # noqa: E402
+from painterly.web.app import WebApp  # noqa: E402
 from painterly.web.form import SERVER_ONLY  # noqa: E402
+from painterly.web.limits import Limits  # noqa: E402
 
 
 def _free_port() -> int:

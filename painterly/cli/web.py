@@ -30,7 +30,8 @@ def _limit_options(command):  # noqa: ANN001, ANN202
 def web(host: str, port: int, weights: str | None, **limits) -> None:
     """Paint in the browser: one-pass preview, live optimisation with Stop, mask brush, exact command line."""
     try:
-        from painterly.web import Limits, WebApp
+        from painterly.web.app import WebApp
+        from painterly.web.limits import Limits
     except ImportError as exc:
         raise PainterlyError(f"the web app needs Gradio: pip install 'painterly[web]' ({exc})") from exc
     app = WebApp(Limits(**limits), {"weights": weights} if weights else None)

@@ -1,6 +1,3 @@
-"""The web app (Gradio): ``WebApp(limits).launch(host, port)``; ``painterly web`` starts it."""
-
-from painterly.web.app import WebApp
-from painterly.web.limits import Limits
-
-__all__ = ["Limits", "WebApp"]
+"""The web app (Gradio): ``WebApp(limits).launch(host, port)`` from ``painterly.web.app``; ``painterly web``
+starts it. Nothing is imported here, so the command line (which reads ``web.limits`` for its flags) works
+without the ``web`` extra installed."""
