@@ -70,10 +70,12 @@ VARIANTS: dict[str, dict] = {  # the candidates of docs/quality.md, each a chang
     "lap0.5": dict(OLD, structure_weight=0.5),
     "balance+lap0.5": dict(OLD, balance="photo", style_weight=16.0, structure_weight=0.5),
     "lap0.5+tv": dict(OLD, structure_weight=0.5, tv_weight=0.1),
+    "lap0.5+s20": dict(OLD, structure_weight=0.5, style_weight=20.0),
+    "lap0.5+s40": dict(OLD, structure_weight=0.5, style_weight=40.0),
 }
 STYLE_SEED = 1234  # the measuring backbone's seed: not the optimiser's (0)
 LAYERS = tuple(f"relu{i}_1" for i in range(1, 6))
-THUMB = 150  # contact sheet row height, px
+THUMB = 120  # contact sheet row height, px
 
 
 # --- photos ---
@@ -224,7 +226,7 @@ def sheet(pair: tuple[str, str], records: dict[str, dict], path: Path) -> None:
         out.paste(t, (x, 14))
         draw.text((x + 2, 1), label, fill="black")
         x += t.width + 4
-    out.save(path, quality=78, optimize=True)
+    out.save(path, quality=72, optimize=True)
 
 
 def _thumb(im: Image.Image) -> tuple[int, int]:

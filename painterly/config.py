@@ -148,9 +148,9 @@ class OptimizeConfig:
         tuple((f"relu{i}_1", 0.2) for i in range(1, 6)), "Comma-separated name[:weight] style layers."
     )
     content_weight: float = option(1.0, "Weight of the content term (alpha).", range=(0, math.inf))
-    style_weight: float = option(10.0, "Weight of the style term (beta).", range=(0, math.inf))
+    style_weight: float = option(40.0, "Weight of the style term (beta).", range=(0, math.inf))
     tv_weight: float = option(0.0, "Weight of the total-variation term.", range=(0, math.inf))
-    structure_weight: float = option(0.0, "Weight of the Laplacian term (Li et al. 2017): keeps the photo's "
+    structure_weight: float = option(0.5, "Weight of the Laplacian term (Li et al. 2017): keeps the photo's "
                                      "edges.", range=(0, math.inf))  # fmt: skip
     balance: Balance = option("fixed", "Style weight per pair: fixed, or photo (divided by the photo's own "
                               "style loss, so every pair starts at the same pressure).")  # fmt: skip
