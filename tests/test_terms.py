@@ -27,8 +27,13 @@ from painterly.engine.tiling import TiledFeatures, TiledObjective, tiles
 
 CPU = torch.device("cpu")
 # Shallow layers (halo 6 px): a 32 px tile ends inside the image, so the seams are real.
-SHALLOW = {"weights": "random", "style_layers": "relu1_1,relu2_1", "content_layers": "relu2_2", "tv_weight": 0.1,
-           "structure_weight": 0.0}  # only the terms under test besides the basic three
+SHALLOW = {  # structure off: the tests below check the list of built terms
+    "weights": "random",
+    "style_layers": "relu1_1,relu2_1",
+    "content_layers": "relu2_2",
+    "tv_weight": 0.1,
+    "structure_weight": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
