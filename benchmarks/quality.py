@@ -15,7 +15,7 @@ Measures (what they see is explained in docs/quality.md):
   photo's edges exactly, ~0 = none of them. Higher is better.
 
 Photos come from ../shared/data/content, scikit-image and Matplotlib sample data, and two composed here (a
-night scene, an indoor scene); paintings from ../shared/data/style. Needs scikit-image (the sample photos)."""
+night scene, an indoor scene); paintings from ../shared/data/style. Needs the quality extra (scikit-image)."""
 
 from __future__ import annotations
 
