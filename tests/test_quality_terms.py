@@ -124,6 +124,14 @@ def test_structure_term_and_balance_on_the_plain_and_tiled_paths(shallow):
     assert float((grad * d).sum()) == pytest.approx(float(numeric), rel=2e-3)
 
 
+def test_no_structure_term_without_a_style_or_a_photo(shallow):
+    cfg, extractor = shallow
+    content, style, _ = _images()
+    assert "structure" in Objective(extractor, cfg, content, style).terms
+    assert "structure" not in Objective(extractor, cfg, content, None, blend=[]).terms  # reconstruct: features alone
+    assert "structure" not in Objective(extractor, cfg, None, style).terms  # texture
+
+
 def test_balance_divides_the_style_term_by_the_photos_own_style_loss(shallow):
     cfg, extractor = shallow
     content, style, x = _images()

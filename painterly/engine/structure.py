@@ -59,9 +59,10 @@ def laplacian_loss(x: Tensor, targets: list[Tensor], pools: tuple[int, ...]) -> 
 
 @register_term("structure")
 def _structure(ctx: TermContext) -> Term | None:
-    """The Laplacian term, ``structure_weight`` · ``laplacian_loss`` against the content photo."""
+    """The Laplacian term, ``structure_weight`` · ``laplacian_loss`` against the content photo. Stylisation
+    only: a reconstruction shows what the features alone keep of the photo, so it gets no pixel-space help."""
     weight = ctx.cfg.optimize.structure_weight
-    if ctx.content is None or weight <= 0:
+    if ctx.content is None or not ctx.styles or weight <= 0:
         return None
     pools = pool_sizes(tuple(ctx.content.shape[-2:]))
     with torch.no_grad():
