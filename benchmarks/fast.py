@@ -185,7 +185,8 @@ def compare_inits(out_dir: Path, size: int, photos: str | None, iterations: int 
             runs[init] = (result, time.perf_counter() - t)
         (d, d_s), (f, f_s) = runs["content"], runs["fast"]
         target = d.losses[-1]["total"]
-        reached = next((r for r in f.losses if r["total"] <= target), None)
+        last = f.losses[-1]["stage"]  # losses of different stages (sizes) do not compare
+        reached = next((r for r in f.losses if r["stage"] == last and r["total"] <= target), None)
         when = f"iteration {reached['iteration']}, {reached['elapsed']:.0f} s" if reached else "no"
         print(f"| {photo.stem} | {style.stem} | {target:.4g}, {d_s:.0f} | {f.losses[0]['total']:.4g}, "
               f"{f.losses[-1]['total']:.4g}, {f_s:.0f} | {when} |", flush=True)  # fmt: skip

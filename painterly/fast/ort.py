@@ -1,12 +1,13 @@
 """Magenta's two networks on the CPU through onnxruntime: the same float32 graphs the PyTorch rebuild matches
-(within 1.2e-5 for the transformer, 1e-6 for the predictor), run by onnxruntime's fused CPU kernels.
+(within 1.2e-5 for the transformer, 1e-6 for the predictor), run by onnxruntime's CPU kernels.
 
 Chosen by profiling (docs/benchmarks.md, "Fast mode"): on this 2-core CPU the eager PyTorch transformer spends
 about 40 % of a 1024×768 pass in oneDNN convolutions and the rest in element-wise norm/ReLU/padding passes over
-memory, which onnxruntime fuses (Conv+ReLU, InstanceNormalization): 2–3× faster. The PyTorch MobileNetV2
-predictor takes seconds per 256² painting here (depthwise convolutions), onnxruntime tens of milliseconds.
-The PyTorch models stay the ones for GPUs, for per-pixel style masks (the graph takes one style vector) and for
-very large pictures (the banded convolutions bound the memory; onnxruntime holds whole activations)."""
+memory; onnxruntime (NCHWc convolution kernels, Conv+ReLU fused, element-wise nodes without PyTorch's per-op
+dispatch) runs the same graph 2–3× faster. The PyTorch MobileNetV2 predictor takes seconds per 256² painting
+here (depthwise convolutions), onnxruntime tens of milliseconds. The PyTorch models stay the ones for GPUs,
+for per-pixel style masks (the graph takes one style vector) and for very large pictures (the banded
+convolutions bound the memory; onnxruntime holds whole activations)."""
 
 from __future__ import annotations
 
