@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from painterly.engine.optimize import MAX_REJECTIONS, PixelOptimizer
+from painterly.engine.optimize import MAX_REJECTIONS, PATIENCE, PixelOptimizer
 
 YY, XX = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
 TARGET = torch.stack([XX, YY, XX * YY])[None]  # (1, 3, 16, 16), smooth
@@ -67,17 +67,21 @@ def _quadratic(v: Tensor) -> dict[str, Tensor]:
 def test_a_warm_start_whose_curvature_no_longer_fits_is_caught_and_the_stage_runs_all_its_iterations():
     """The carried pairs are 10⁵x too flat: the first warm step lands at ~10⁹x the loss and, unguarded, the
     stage reached NaN and stopped after 8 of its 20 iterations, its best the upsampled coarse picture (8.4).
-    Guarded, the step is rejected, L-BFGS restarts cold from the best point and ends where the cold start does."""
+    Guarded, once the loss has stayed over 10x the best for PATIENCE more iterations, the step is rejected,
+    L-BFGS restarts cold from the best point and ends where the cold start does."""
     fine = _two_stages(1e5)
     warm, cold = fine["warm"], fine["cold"]
     assert len(warm.events) == 20 and warm.ended_early is None
     assert warm.best_loss <= cold.best_loss + 1e-12
     assert warm.best_loss < 1e-6 * warm.events[0].losses["total"]
-    assert [i for i, _ in warm.rejected] == [12]  # the stage's 2nd iteration: the first warm step's point
-    assert warm.events[1].note.startswith("step rejected (loss ") and "curvature restarted" in warm.events[1].note
-    assert warm.events[2].losses["total"] == warm.events[0].losses["total"]  # back at the best point
+    first_bad = 12  # the stage's 2nd iteration: the first warm step's point
+    assert [i for i, _ in warm.rejected] == [first_bad + PATIENCE]
+    rejected = warm.events[1 + PATIENCE]
+    assert rejected.note.startswith("step rejected (loss ") and "curvature restarted" in rejected.note
+    assert all(e.note is None for e in warm.events[: 1 + PATIENCE])
+    assert warm.events[2 + PATIENCE].losses["total"] == warm.events[0].losses["total"]  # back at the best point
     (note,) = warm.notes
-    assert note.startswith("stage 2/2: rejected 1 step at iteration 12 (loss ")
+    assert note.startswith(f"stage 2/2: rejected 1 step at iteration {first_bad + PATIENCE} (loss ")
     assert cold.notes == [] and cold.rejected == []
 
 
@@ -130,6 +134,32 @@ def test_a_non_finite_loss_at_one_step_is_rejected_and_reported(optimizer, lr):
     )
     assert [p.note is None for i, p in enumerate(events) if i != 4] == [True] * 14
     assert opt.notes == [f"rejected 1 step at iteration 5 (non-finite loss); back to the best point, {state} restarted"]
+
+
+def _scaled_at(evaluations: set[int], factor: float, objective):  # noqa: ANN001, ANN202
+    """``objective`` whose total (not its gradient) is ``factor`` x larger at the given 1-based evaluations."""
+    count = [0]
+
+    def wrapped(v: Tensor) -> dict[str, Tensor]:
+        count[0] += 1
+        terms = objective(v)
+        if count[0] in evaluations:
+            terms["total"] = terms["total"] + (factor - 1) * terms["total"].detach()
+        return terms
+
+    return wrapped
+
+
+def test_one_huge_finite_loss_is_given_time_to_come_back_and_a_lasting_one_is_rejected():
+    """A single 10⁴x evaluation (L-BFGS leaving a plateau through one huge step) is kept; 10⁴x for longer than
+    PATIENCE iterations rejects the step and restarts from the best point."""
+    once = PixelOptimizer(_scaled_at({5}, 1e4, _quadratic), torch.zeros(1, 3, 16, 16), lambda v: v, "lbfgs", 1.0, 12)
+    assert len(list(once.steps())) == 12 and once.rejected == []
+    lasting = set(range(5, 6 + PATIENCE))
+    opt = PixelOptimizer(_scaled_at(lasting, 1e4, _quadratic), torch.zeros(1, 3, 16, 16), lambda v: v, "lbfgs", 1.0, 12)
+    events = list(opt.steps())
+    assert [i for i, _ in opt.rejected] == [5 + PATIENCE] and len(events) == 12
+    assert events[5 + PATIENCE].losses["total"] == opt.records[3]["total"]  # back at the best point (the 4th)
 
 
 def test_a_stage_that_finds_no_finite_point_ends_early_and_says_why():
