@@ -72,7 +72,7 @@ class RunRecorder:
         self,
         image: Image.Image,
         metadata: dict,
-        history: Sequence[dict],
+        history: Sequence[dict],  # the run's loss records (Result.losses)
         content: ImageSource | None = None,
         style: ImageSource | Sequence[ImageSource] | None = None,
     ) -> list[Path]:
@@ -89,7 +89,8 @@ class RunRecorder:
                 snaps.add_final(image, history[-1]["iteration"], {"total": min(h["total"] for h in history)})
         if self.frame_files is not None:
             written.append(frames_dir(out))
-        write("_losses.csv", losses_csv(history).encode("utf-8"))
+        if history:  # a one-pass run has no losses: no empty table beside its picture
+            write("_losses.csv", losses_csv(history).encode("utf-8"))
         plot = loss_plot_png(history, f"{out.name}: losses") if (wanted.plot or wanted.report) and history else None
         if wanted.plot and plot:
             write("_losses.png", plot)
