@@ -252,6 +252,11 @@ def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_
             page.click("#paint")
             page.wait_for_function(f"document.querySelector('#painting img').src != {shown!r}", timeout=60000)
             latency = time.perf_counter() - start
+            # a live repaint started by an earlier change (the upload, the stroke) may land first: wait for the
+            # picture of the state with the stroke, which is the one whose command carries the mask
+            page.wait_for_function(
+                "document.querySelector('#command textarea').value.includes('--mask mask.png')", timeout=60000
+            )
             command = page.locator("#command textarea").input_value()
             status = page.locator("#status").inner_text()
             page.screenshot(path=str(shot), full_page=True)
