@@ -13,7 +13,7 @@ from typing import Literal
 import click
 from tqdm import tqdm
 
-from painterly.config import Init, Option, RunConfig, build_config, options
+from painterly.config import Init, Option, build_config, options
 from painterly.errors import PainterlyError
 from painterly.events import Step
 from painterly.media.images import parse_size
@@ -154,8 +154,3 @@ def progress_bar(quiet: bool, desc: str) -> tuple[Callable[[Step], None], Callab
         bars[0].update(1)
 
     return update, lambda: bars and bars[0].close()
-
-
-def check_method(cfg: RunConfig, command: str) -> None:
-    if cfg.method != "optimize" and command != "stylize":
-        raise PainterlyError(f"--method {cfg.method} only stylises: not available in {command}")

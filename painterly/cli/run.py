@@ -11,7 +11,6 @@ from painterly.api import Result, run
 from painterly.cli import cli
 from painterly.cli.options import (
     artifact_options,
-    check_method,
     make_config,
     progress_bar,
     read_toml,
@@ -108,7 +107,6 @@ def reconstruct(
     """Recreate IMAGE from one layer's features, starting from noise."""
     values["content_layers"] = layer or values["content_layers"]
     cfg, init = make_config("reconstruct", values, config_file)
-    check_method(cfg, "reconstruct")
     run_and_save(cfg, check_output_path(output), quiet, content=image, wanted=wanted, init=init)
 
 
@@ -120,7 +118,6 @@ def reconstruct(
 def texture(style: str, output: str, quiet: bool, config_file: str | None, wanted: Wanted, **values) -> None:
     """Synthesise a texture from STYLE's Gram matrices alone, starting from noise."""
     cfg, init = make_config("texture", values, config_file)
-    check_method(cfg, "texture")
     run_and_save(cfg, check_output_path(output), quiet, style=style, wanted=wanted, init=init)
 
 

@@ -37,7 +37,7 @@ def image_units(
 
 
 class ImagePainter:
-    """Paints image units in one process, keeping one backbone per distinct (backbone, layers, device).
+    """Paints image units in one process; backbones come from ``api.backbone_for``'s process-wide cache.
 
     Built once per worker (the Ray actor's ``__init__``, or once for the local loop); ``preload`` loads
     that config's backbone there, before the first unit arrives. Each unit writes what ``stylize`` writes for
@@ -48,7 +48,6 @@ class ImagePainter:
     def __init__(
         self, preload: RunConfig | None = None, *, wanted: Wanted | None = None, cancel: object | None = None
     ) -> None:
-        self._extractors: dict[tuple, FeatureExtractor] = {}
         self.wanted, self.cancel = wanted or Wanted(), cancel
         if preload is not None:
             self.extractor(preload)
@@ -56,14 +55,7 @@ class ImagePainter:
     def extractor(self, cfg: RunConfig) -> FeatureExtractor | None:
         """The backbone an optimisation run of ``cfg`` uses (None for one-pass runs: api.run loads and
         caches their model itself)."""
-        if getattr(cfg, "method", "optimize") != "optimize":
-            return None
-        block = getattr(cfg, "optimize", cfg)  # the method's block (foundation config), or the flat config
-        key = (block.backbone, block.weights, block.pooling, block.pixels, block.content_layers, block.style_layers)
-        key += (cfg.device,)
-        if key not in self._extractors:
-            self._extractors[key] = backbone_for(cfg, pick_device(cfg.device))
-        return self._extractors[key]
+        return backbone_for(cfg, pick_device(cfg.device)) if cfg.method == "optimize" else None
 
     def __call__(self, unit: Unit) -> None:
         recorder = RunRecorder(unit.output, self.wanted, unit.cfg.optimize.iterations)

@@ -69,6 +69,13 @@ class WebApp:
 
     # --- handlers ------------------------------------------------------------------------------------------
 
+    def _form_job(self, data: dict, request: gr.Request, fast: bool) -> Job:
+        """``_job``, with its one-line error shown in the page."""
+        try:
+            return self._job(data, request, fast)
+        except PainterlyError as err:
+            raise gr.Error(str(err), print_exception=False) from err
+
     def _job(self, data: dict, request: gr.Request | None, fast: bool) -> Job:
         """The form's values as a job: the editor's picture and brush strokes, the chosen paintings."""
         editor = data[self.c["content"]] or {}
@@ -117,27 +124,16 @@ class WebApp:
         if not data[self.c["builtin"]] and not data[self.c["uploads"]]:
             yield {self.c["status"]: "choose a painting"}
             return
-        try:
-            job = self._job(data, request, fast=True)
-        except PainterlyError as err:
-            raise gr.Error(str(err), print_exception=False) from err
-        yield from self._paint(job, request, optimise=False)
+        yield from self._paint(self._form_job(data, request, fast=True), request, optimise=False)
 
     def ui_optimise(self, data: dict, request: gr.Request) -> Iterator[dict]:
-        try:
-            job = self._job(data, request, fast=False)
-        except PainterlyError as err:
-            raise gr.Error(str(err), print_exception=False) from err
-        yield from self._paint(job, request, optimise=True)
+        yield from self._paint(self._form_job(data, request, fast=False), request, optimise=True)
 
     def ui_continue(self, data: dict, request: gr.Request) -> Iterator[dict]:
         last = data[self.c["last"]]
         if not last or not self.workspace.owns(last) or not Path(last).exists():
             raise gr.Error("Continue: paint a picture first", print_exception=False)
-        try:
-            job = self._job(data, request, fast=False)
-        except PainterlyError as err:
-            raise gr.Error(str(err), print_exception=False) from err
+        job = self._form_job(data, request, fast=False)
         job.options.pop("init", None)
         job.init = last
         yield from self._paint(job, request, optimise=True)
