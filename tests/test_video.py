@@ -195,25 +195,24 @@ class CancelAfter:
 
 def test_resume_continues_from_the_last_frame_and_matches_an_uninterrupted_run(clip, tmp_path):
     (tmp_path / "whole").mkdir()
-    whole = stylize_video(clip, tmp_path / "whole" / "x.mp4", flicker, temporal=0.8)
+    whole = stylize_video(clip, tmp_path / "whole" / "x", flicker, temporal=0.8)  # PNG frames: lossless
     stop = CancelAfter(5)
-    part = stylize_video(clip, tmp_path / "out.mp4", flicker, temporal=0.8, on_frame=stop, cancel=stop)
+    part = stylize_video(clip, tmp_path / "out", flicker, temporal=0.8, on_frame=stop, cancel=stop)
     assert part.path is None and part.frames == 5
-    assert listing(tmp_path) == [".out.mp4.painterly", "whole"]  # state kept, no output yet
+    assert listing(tmp_path) == [".out.painterly", "whole"]  # state kept, no output yet
     calls = []
 
     def counting(frame, init, mask=None):  # noqa: ANN001, ANN202
         calls.append(1)
         return flicker(frame, init, mask)
 
-    done = stylize_video(clip, tmp_path / "out.mp4", counting, temporal=0.8, resume=True)
+    done = stylize_video(clip, tmp_path / "out", counting, temporal=0.8, resume=True)
     assert done.resumed == 5 and len(calls) == N - 5
-    assert listing(tmp_path) == ["out.mp4", "whole"]
-    a, b = open_video(whole.path).frames(), open_video(tmp_path / "out.mp4").frames()
-    # equal up to the encoder: identical when run alone, a level or so apart in some full-suite runs (H.264
-    # under other threads' load); a wrong resume (a frame missing, repeated or repainted) differs by far more
-    diffs = [np.abs(x.astype(np.int16) - y).mean() for x, y in zip(a, b, strict=True)]
-    assert len(diffs) == N and max(diffs) < 1.0, diffs
+    assert listing(tmp_path) == ["out", "whole"]
+    # compared as lossless PNG frames, bit for bit: an H.264 re-encode of the same frames differed by 1-3 levels
+    # from frame 3 on in some full-suite runs, which says nothing about the resume
+    a, b = open_video(whole.path).frames(), open_video(tmp_path / "out").frames()
+    assert sum(np.array_equal(x, y) for x, y in zip(a, b, strict=True)) == N
 
 
 def test_a_frame_run_stopped_by_ctrl_c_keeps_the_finished_frames_and_a_failure_leaves_nothing(clip, tmp_path):
