@@ -2,10 +2,10 @@
 
 Rows: LITE's ``StyleTransfer().stylize_with`` (384 px int8 network, Lanczos upscale) and painterly fast at LITE's
 384 px work size and at full resolution (1024×768), each through ``fast.paint`` with onnxruntime on the CPU (the
-default) and with the PyTorch model; onnxruntime's float graph alone at 1024×768; then, through the API
-(decoding included), the default ``stylize`` at 512 px against ``fast`` at 512 px, a folder of 512 px photos
-in images per second, and the peak memory of a 4096 px full-resolution pass. Each time is the best of
-``--repeat`` runs, the rows interleaved (this machine is shared; medians are printed beside them).
+default) and with the PyTorch model; the same from the files through the API; onnxruntime's graph alone;
+then, through the API (decoding included), the default ``stylize`` at 512 px against ``fast`` at 512 px, a
+folder of 512 px photos in images per second, and the peak memory of a 4096 px full-resolution pass. Each
+time is the best of ``--repeat`` runs, the rows interleaved (this machine is shared; medians are printed beside them).
 
     python benchmarks/fast.py [--repeat 5] [--skip-stylize] [--skip-4096]
     python benchmarks/fast.py --init-comparison OUT_DIR [--size 256] [--photos A.png,B.jpg,...]
@@ -95,6 +95,8 @@ def main() -> None:
     lite = StyleTransfer(device="cpu")
     photo, style = picture(photo_path, 1024), picture(style_path, 512)  # 1024×768
 
+    api_cfg = painterly.build_config("stylize", {"method": "fast", "size": 1024, "device": "cpu"})
+
     def ours(ws: int) -> None:
         paint(cfg(ws), photo, [style], blend=[1.0], masks=None, device=CPU)
 
@@ -107,7 +109,10 @@ def main() -> None:
             "painterly fast, 1024x768 out, full resolution (onnxruntime)": lambda: ours(1024),
             "painterly fast, 1024x768 out, work size 384 (PyTorch)": with_torch(lambda: ours(384)),
             "painterly fast, 1024x768 out, full resolution (PyTorch)": with_torch(lambda: ours(1024)),
-            "onnxruntime float graph alone, 1024x768": transformer_only(photo, style),
+            "painterly.run(method=fast) from the files, 1024x768 (decoding included, as LITE)": lambda: painterly.run(
+                api_cfg, photo_path, style_path
+            ),
+            "onnxruntime transformer graph alone (float, sub-pixel rewrites), 1024x768": transformer_only(photo, style),
         },
         args.repeat,
     )
@@ -151,7 +156,7 @@ def api_rows(photo_path: Path, style_path: Path, args: argparse.Namespace) -> No
 
 
 def transformer_only(photo: torch.Tensor, style: torch.Tensor):  # noqa: ANN201
-    """onnxruntime on the float graph (Q/DQ removed, open sizes) at 1024×768, the model's own session."""
+    """onnxruntime on the graph ``paint`` runs (float, open sizes, fast/subpixel.py's rewrites) at 1024×768."""
     from painterly.fast.magenta import Style
 
     model = load_model("magenta", CPU)

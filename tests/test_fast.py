@@ -70,6 +70,61 @@ def test_pytorch_magenta_matches_the_onnx_graph_within_1e4():
     assert (out.permute(0, 2, 3, 1) - torch.from_numpy(want[0])).abs().max().item() < 1e-4
 
 
+def test_subpixel_rewrites_compute_the_convolutions_they_replace():
+    """Each phase-form weight against the convolution it replaces, in PyTorch (float64, exact up to rounding)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from painterly.fast import subpixel
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 5, 10, 14, generator=g, dtype=torch.float64)
+
+    def d2s(phases: torch.Tensor) -> torch.Tensor:  # through the one-hot ConvTranspose the graph uses
+        w = torch.from_numpy(subpixel.depth_to_space_weight(phases.shape[1] // 4)).double()
+        return F.conv_transpose2d(phases, w, stride=2)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).double()
+
+    w3 = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
+    upsampled = F.conv2d(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect"), w3)
+    phases = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), t(subpixel.upsampled_conv_weight(w3.float().numpy())))
+    assert torch.allclose(d2s(phases), upsampled, atol=1e-5)
+
+    w9 = torch.randn(3, 5, 9, 9, generator=g, dtype=torch.float64)
+    full = F.conv2d(x, w9)  # (1, 3, 2, 6): even sizes
+    strided = F.conv2d(F.pad(x, (0, 1, 0, 1)), t(subpixel.strided_conv_weight(w9.float().numpy())), stride=2)
+    assert torch.allclose(d2s(strided), full, atol=1e-4)
+
+    z = torch.rand(1, 5, 12, 16, generator=g, dtype=torch.float64)
+    stride2 = F.conv2d(F.pad(z, (1, 1, 1, 1), mode="reflect"), w3, stride=2)
+    z_phases = torch.cat([z[:, :, a::2, b::2] for a in (0, 1) for b in (0, 1)], dim=1)
+    on_phases = F.conv2d(
+        F.pad(z_phases, (1, 0, 1, 0), mode="replicate"), t(subpixel.phase_input_weight(w3.float().numpy()))
+    )
+    assert torch.allclose(on_phases, stride2, atol=1e-5)
+
+
+def test_the_graph_onnxruntime_runs_equals_the_float_graph():
+    """The cached, rewritten transformer graph (what ``paint`` runs on the CPU) against the plain float graph."""
+    ort = pytest.importorskip("onnxruntime")
+    plain = _ort_session("arbitrary_transform.onnx")
+    onnx = pytest.importorskip("onnx")
+    data = onnx_weights.cached_float_graph("arbitrary_transform.onnx")
+    ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
+    assert ops.count("ConvTranspose") == 3 and ops.count("Resize") == 0  # the three rewrites took place
+    rewritten = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(4)
+    names = [i.name for i in plain.get_inputs()]
+    feed = {
+        names[0]: torch.rand(1, 68, 92, 3, generator=g).numpy(),
+        names[1]: torch.randn(1, 1, 1, 100, generator=g).numpy() * 0.5,
+    }
+    want, got = plain.run(None, feed)[0], rewritten.run(None, feed)[0]
+    assert got.shape == want.shape and abs(got - want).max() < 1e-5
+
+
 def test_banded_convolutions_equal_one_pass(monkeypatch):
     """Tiling for big pictures computes the same numbers: bands of 3 rows vs the whole picture at once."""
     model = load_model("magenta", CPU)

