@@ -8,10 +8,13 @@ exactly, so E uses the exact flow and the mask of pixels still in view; ``real``
 drift over another photo, encoded as H.264 and read back, so E uses DIS flow on the decoded input frames.
 E (Lai et al. 2018) is the mean over frame pairs of the mean, over reliable pixels and channels, of
 (O_t - warp(O_{t-1}))^2 on [0, 1] pixels. Style strength: the mean absolute difference between each painted
-frame and its input frame, and the mean Laplacian energy (sharpness), both relative to temporal 0. fps: the
-whole pipeline (decode, flow, paint, encode) on this machine; CPU-s/frame: the process's CPU time per frame
-(all threads), which depends little on other jobs sharing the machine (1 / CPU-s is the frame rate one free
-core would give). load: the 1-minute load average when the row started. Prints Markdown table rows.
+frame and its input frame, and the mean Laplacian energy (sharpness), both relative to temporal 0. E and
+style are measured on the painted frames as written losslessly (a second, untimed run into PNG frames); the
+sharpness of the H.264 file's frames (CRF 18) is printed beside it, since the encoder drops more fine detail
+from a steady clip than from a flickering one. fps: the whole pipeline (decode, flow, paint, encode to
+H.264) on this machine; CPU-s/frame: the process's CPU time per frame (all threads), which depends little on
+other jobs sharing the machine (1 / CPU-s is the frame rate one free core would give). load: the 1-minute
+load average when the row started. Prints Markdown table rows.
 ``--gif``: also write the README's clip (the zoom at 200x112, 18 frames, --temporal 0 beside the default)."""
 
 from __future__ import annotations
@@ -117,12 +120,15 @@ def measure(clip: Path, kind: str, method: str, temporal: float, size, iteration
     load, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     result = stylize_video(clip, out, painter, blend=method == "fast", temporal=temporal, size=size, flow="dis")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = tmp / f"{kind}_{method}_{temporal:g}_frames".replace(".", "_")  # the same run into PNG frames, untimed
+    stylize_video(clip, frames, painter, blend=method == "fast", temporal=temporal, size=size, flow="dis")
     inputs = [cv2.resize(f, result.size, interpolation=cv2.INTER_AREA) for f in open_video(clip).frames()]
-    outputs = list(open_video(out).frames())
+    outputs = list(open_video(frames).frames())
     error = exact_error(inputs, outputs) if kind == "synthetic" and size is None else flow_error(inputs, outputs)
     diff, sharp = strength(inputs, outputs)
-    return {"E": error, "diff": diff, "sharp": sharp, "fps": result.frames / seconds, "size": result.size,
-            "cpu": cpu / result.frames, "load": load}  # fmt: skip
+    sharp_file = strength(inputs, list(open_video(out).frames()))[1]
+    return {"E": error, "diff": diff, "sharp": sharp, "sharp_file": sharp_file, "fps": result.frames / seconds,
+            "size": result.size, "cpu": cpu / result.frames, "load": load}  # fmt: skip
 
 
 def write_gif(path: Path, tmp: Path, w: int = 200, h: int = 112, n: int = 18) -> None:
@@ -160,9 +166,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     w, h = parse_size(args.size)
-    print("| clip | method | size | --temporal | E | E / E(0) | mean abs(O-I) | sharpness | frames/s | CPU-s/frame "
-          "| load |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| clip | method | size | --temporal | E | E / E(0) | mean abs(O-I) | sharpness | sharpness in the file "
+          "| frames/s | CPU-s/frame | load |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.gif:
@@ -182,8 +188,9 @@ def main() -> None:
                     base = base or r
                     print(f"| {kind} | {method} | {r['size'][0]}x{r['size'][1]} | {temporal:g} | {r['E']:.5f} | "
                           f"{r['E'] / base['E']:.2f} | {r['diff']:.4f} ({r['diff'] / base['diff']:.2f}) | "
-                          f"{r['sharp']:.5f} ({r['sharp'] / base['sharp']:.2f}) | {r['fps']:.2f} | {r['cpu']:.3f} | "
-                          f"{r['load']:.1f} |",
+                          f"{r['sharp']:.5f} ({r['sharp'] / base['sharp']:.2f}) | "
+                          f"{r['sharp_file']:.5f} ({r['sharp_file'] / base['sharp_file']:.2f}) | {r['fps']:.2f} | "
+                          f"{r['cpu']:.3f} | {r['load']:.1f} |",
                           flush=True)  # fmt: skip
 
 

@@ -424,6 +424,46 @@ def test_keep_detail_gives_a_low_contrast_blend_the_painted_frames_detail_and_ke
     assert np.abs(next(blur) - next(blur)).max() < 0.02  # the coarse picture is the blend's
 
 
+def _ring_power(image: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Power of a Hann-windowed image's DFT (channels summed) in rings edges[k] <= |f| < edges[k+1]."""
+    window = np.hanning(image.shape[0])[:, None, None] * np.hanning(image.shape[1])[None, :, None]
+    power = (np.abs(np.fft.fft2(image * window, axes=(0, 1))) ** 2).sum(-1)
+    radius = np.hypot(np.fft.fftfreq(image.shape[0])[:, None], np.fft.fftfreq(image.shape[1])[None, :])
+    return np.array([power[(radius >= a) & (radius < b)].sum() for a, b in zip(edges, edges[1:], strict=False)])
+
+
+def test_keep_detail_gives_a_blurred_blend_the_painted_frames_power_spectrum():
+    from painterly.jobs.video import keep_detail
+
+    painted = pan_frames(1)[0].astype(np.float32) / 255
+    blurred = cv2.GaussianBlur(painted, (0, 0), 0.6)  # finer detail lost more: a tilt inside any fixed band
+    out = keep_detail(blurred, painted)
+    edges = np.linspace(0.15, 0.6, 4)  # cycles/px, above keep_detail's low = 0.1
+    assert _ring_power(out, edges) / _ring_power(painted, edges) == pytest.approx(1, abs=0.05)
+    assert _laplacian_energy(out) == pytest.approx(_laplacian_energy(painted), rel=0.05)  # blurred: 27 %
+    blur = (cv2.GaussianBlur(x, (0, 0), 4.0) for x in (out, blurred))
+    assert np.abs(next(blur) - next(blur)).max() < 0.01  # the coarse picture is the blend's
+
+
+def test_periodic_part_has_no_wrap_around_edge_and_the_smooth_part_comes_from_the_edge_jumps():
+    from painterly.jobs.video import _periodic, _rings
+
+    h, w = 24, 33
+    u = np.add.outer(np.linspace(0, 1, h), np.linspace(0, 2, w)).astype(np.float32)  # a ramp: big jumps at the wrap
+    spectrum, smooth = _periodic(u, _rings(h, w, 16, 0.1)[-1])
+    assert np.allclose(np.fft.irfft2(spectrum, s=(h, w)), u, atol=1e-5)
+    v = np.zeros_like(u)  # Moisan 2011: the jumps across opposite edges, Δs = v (periodic discrete Laplacian)
+    v[0], v[-1] = u[-1] - u[0], u[0] - u[-1]
+    v[:, 0] += u[:, -1] - u[:, 0]
+    v[:, -1] += u[:, 0] - u[:, -1]
+    s = np.fft.irfft2(smooth, s=(h, w))
+    laplacian = np.roll(s, 1, 0) + np.roll(s, -1, 0) + np.roll(s, 1, 1) + np.roll(s, -1, 1) - 4 * s
+    assert np.allclose(laplacian, v, atol=1e-4)
+    p = u - s
+    assert np.abs(p[0] - p[-1]).max() < 0.1 * np.abs(u[0] - u[-1]).min()
+    assert np.abs(p[:, 0] - p[:, -1]).max() < 0.1 * np.abs(u[:, 0] - u[:, -1]).min()
+
+
 def test_temporal_blending_keeps_the_frames_as_sharp_as_independent_ones(clip, tmp_path):
     def sharpness(path: Path) -> float:
         return float(np.mean([_laplacian_energy(f) for f in open_video(path).frames()]))
