@@ -31,6 +31,7 @@ from painterly.engine.precision import MixedPrecisionFeatures, autocast_dtype
 from painterly.engine.tiling import TiledFeatures, TiledObjective
 from painterly.errors import ExitCode, PainterlyError
 from painterly.events import Step
+from painterly.media.color import match_color
 from painterly.media.images import ImageSource, fit_size, load_image, resize, split_alpha, to_pil, to_tensor
 from painterly.media.inputs import Inputs, Sources, as_list, at_size, finish, load_inputs
 
@@ -270,7 +271,7 @@ def _optimize(cfg, inputs, out_size, init, cancel, extractor, terms, device, sta
                 raise _Stop
             scaled, objective, plan = _stage(cfg, inputs, extractor, size, iterations, device, dtype, terms)
             if coarse is None:
-                first = _initial_image(cfg, scaled, start_image, (1, 3, size[1], size[0])).to(device)
+                first = _initial_image(cfg, scaled, inputs.blend, start_image, (1, 3, size[1], size[0])).to(device)
             else:  # coarse-to-fine: the previous stage's best, upsampled (Gatys et al. 2017, sec. 5)
                 first = F.interpolate(coarse, size=(size[1], size[0]), mode="bicubic", align_corners=False).clamp(0, 1)
             opt = PixelOptimizer(
@@ -315,9 +316,23 @@ def _start_image(cfg: RunConfig, inputs: Inputs, init: ImageSource | None, size,
     return None
 
 
-def _initial_image(cfg: RunConfig, scaled, start: Tensor | None, shape: tuple) -> Tensor:  # noqa: ANN001
-    """The first stage's start: ``start`` resized, or content | noise | style image; then
-    ratio·noise + (1 - ratio)·that image. RGB [0, 1]."""
+def _recoloured(scaled, blend: tuple[float, ...]) -> Tensor:  # noqa: ANN001 - media.inputs.Scaled
+    """The photo in each painting's colour mean and covariance (``match_color``, Gatys et al. 2016's colour
+    transfer the other way round), mixed as the styles are: by the masks where given (the photo itself where
+    none covers it, as masked-out pixels keep the content), else by the blend weights."""
+    from painterly.fast.onepass import mix_weights
+
+    photo = scaled.content.cpu()
+    looks = [match_color(photo, s.cpu()).clamp(0, 1) for s in scaled.styles]
+    weights = mix_weights(scaled.masks, list(blend), tuple(photo.shape[-2:]), len(looks), photo.device)
+    if weights is None:
+        return sum(b * look for b, look in zip(blend, looks, strict=True))
+    return sum(weights[:, k : k + 1] * x for k, x in enumerate([*looks, photo]))
+
+
+def _initial_image(cfg: RunConfig, scaled, blend, start: Tensor | None, shape: tuple) -> Tensor:  # noqa: ANN001
+    """The first stage's start: ``start`` resized, or content | colour (``_recoloured``) | noise | style image;
+    then ratio·noise + (1 - ratio)·that image. RGB [0, 1]."""
     opt = cfg.optimize
     g = torch.Generator().manual_seed(cfg.seed)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -326,6 +341,8 @@ def _initial_image(cfg: RunConfig, scaled, start: Tensor | None, shape: tuple) -
         base = start
     else:
         base = {"content": scaled.content, "style": scaled.styles[0] if scaled.styles else None}.get(opt.init)
+        if opt.init == "color":
+            base = _recoloured(scaled, blend)
     if base is None:
         return noise
     base = base.cpu()

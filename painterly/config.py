@@ -31,7 +31,7 @@ GramNorm = Literal["none", "hw", "chw"]
 StyleNorm = Literal["target", "mean", "gatys", "mean-chw", "keras-vgg16"]
 TVLoss = Literal["l2", "keras"]
 Optimizer = Literal["lbfgs", "adam"]
-Init = Literal["auto", "content", "noise", "style", "fast"]
+Init = Literal["auto", "content", "color", "noise", "style", "fast"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 PreserveColor = Literal["none", "luminance", "histogram"]
 StyleLoss = Literal["gram", "wasserstein"]
@@ -165,8 +165,9 @@ class OptimizeConfig:
     iterations: int = option(300, "Optimisation steps over all stages (quality).", range=(1, 100_000))
     tol: float | None = option(None, "Stop when the loss improves by less than this fraction in 20 steps.",
                                range=(0, 1))  # fmt: skip
-    init: Init = option("auto", "Start: content photo, noise, style image, or the one-pass result "
-                        "(auto: content for stylize, noise otherwise; --init PATH starts from an image).")  # fmt: skip
+    init: Init = option("auto", "Start: content photo, the photo in the painting's colours (color), noise, "
+                        "style image, or the one-pass result "
+                        "(auto: color for stylize, noise otherwise; --init PATH starts from an image).")  # fmt: skip
     init_noise_ratio: float = option(0.0, "Blend the start: ratio*noise + (1-ratio)*start image.", range=(0, 1))
     noise_amplitude: float = option(0.5, "Noise amplitude in 0-1 pixel units.", range=(0, 1))
     stages: int | None = option(None, "Coarse-to-fine stages; 1 = one size only. [auto: halving to --min-size]",
@@ -228,11 +229,11 @@ class RunConfig:
         _check_blend(self)
         opt = self.optimize
         if opt.init == "auto":
-            opt = dataclasses.replace(opt, init="content" if self.mode == "stylize" else "noise")
+            opt = dataclasses.replace(opt, init="color" if self.mode == "stylize" else "noise")
             object.__setattr__(self, "optimize", opt)
-        if self.mode == "texture" and opt.init in ("content", "fast"):
+        if self.mode == "texture" and opt.init in ("content", "color", "fast"):
             raise PainterlyError(f"texture has no content image: use --init noise or style, not {opt.init}")
-        if self.mode == "reconstruct" and opt.init in ("style", "fast"):
+        if self.mode == "reconstruct" and opt.init in ("style", "color", "fast"):
             raise PainterlyError(f"reconstruct has no style image: use --init noise or content, not {opt.init}")
         if self.mode != "texture" and not opt.content_layers and opt.content_weight > 0:
             raise PainterlyError("no content layers given")

@@ -26,7 +26,7 @@ PRESETS: dict[str, Preset] = {
         "painterly's own: every term normalised by its target's magnitude so one set of weights works at any "
         "size and for ImageNet or random weights; a Laplacian term (Li et al. 2017) holds the photo's edges "
         "so a 4x stronger style weight carries the painting without dissolving the photo (issue 12, "
-        "docs/quality.md); L-BFGS from the content photo",
+        "docs/quality.md); L-BFGS from the photo recoloured to the painting's colour mean and covariance",
         dict(
             backbone="vgg19",
             pooling="avg",
@@ -48,7 +48,7 @@ PRESETS: dict[str, Preset] = {
             iterations=300,
             stages=None,
             min_size=128,
-            init="content",
+            init="color",
             init_noise_ratio=0.0,
             noise_amplitude=0.5,
         ),

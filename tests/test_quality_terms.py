@@ -233,3 +233,42 @@ def test_masks_colour_and_several_styles_still_work_with_the_default(tmp_path):
     assert result.image.size == (64, 48)
     assert np.abs(out[:, 40:] - ref[:, 40:]).mean() < 3  # outside the mask: the photo
     assert "structure" in result.losses[-1] or cfg.optimize.structure_weight == 0
+
+
+def test_init_color_starts_from_the_photo_in_the_paintings_colour_mean_and_covariance(content_path, style_path):
+    """--init color: the first step is the photo recoloured, x' = A (x − μ_c) + μ_s with A Σ_c Aᵀ = Σ_s, so its
+    colour mean and covariance are the painting's (up to the [0, 1] clamp) while its layout is the photo's."""
+    from painterly.events import Step
+    from painterly.media.color import color_stats
+
+    options = {"size": 64, "weights": "random", "stages": 1, "iterations": 1, "init": "color", "device": "cpu"}
+    steps = [e for e in painterly.iterate(build_config("stylize", options), content_path, style_path)
+             if isinstance(e, Step)]  # fmt: skip
+    first = steps[0].image()
+    photo = F.interpolate(to_tensor(Image.open(content_path).convert("RGB")), size=first.shape[-2:], mode="area")
+    painting = to_tensor(Image.open(style_path).convert("RGB"))
+    (mu_x, cov_x), (mu_s, cov_s), (mu_c, cov_c) = color_stats(first), color_stats(painting), color_stats(photo)
+    assert (mu_x - mu_s).abs().max() < 0.02 < (mu_c - mu_s).abs().max()
+    # the clamp to [0, 1] trims the painting's strongest contrasts a little (here 20 %): 4x closer than the photo
+    assert 4 * (cov_x - cov_s).norm() < (cov_c - cov_s).norm()
+    edges = [(laplacian(luminance(t)).flatten()) for t in (first, photo)]
+    assert torch.corrcoef(torch.stack(edges))[0, 1].abs() > 0.8  # the photo's layout (up to the colour map)
+
+
+def test_init_color_keeps_the_photo_where_the_mask_leaves_it(content_path, style_path, tmp_path):
+    """With a mask the recoloured start covers only the masked region: outside it the start is the photo (as
+    masked-out pixels keep the content)."""
+    from painterly.events import Step
+
+    mask = np.zeros((72, 96), np.uint8)
+    mask[:, :48] = 255  # stylise the left half
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    options = {"size": 64, "weights": "random", "stages": 1, "iterations": 1, "device": "cpu"}  # init: the default
+    cfg = build_config("stylize", options)
+    assert cfg.optimize.init == "color"
+    steps = [e for e in painterly.iterate(cfg, content_path, style_path, mask=str(tmp_path / "mask.png"))
+             if isinstance(e, Step)]  # fmt: skip
+    first = steps[0].image()
+    photo = to_tensor(Image.open(content_path).convert("RGB").resize((64, 48), Image.BICUBIC))
+    right, left = (first - photo)[..., 36:].abs().mean(), (first - photo)[..., :28].abs().mean()
+    assert right < 0.02 and left > 5 * right
