@@ -62,6 +62,7 @@ OLD = dict(  # the default before issue 12, tuned on Tübingen x Starry Night at
 VARIANTS: dict[str, dict] = {  # the candidates of docs/quality.md, each a change to the old default
     "old": OLD,
     "new": dict(RANDOM),  # whatever the default preset is now
+    "new-photo-start": dict(RANDOM, init="content"),  # the new default started from the photo itself
     "fast": dict(RANDOM, method="fast"),
     "balance": dict(OLD, balance="photo", style_weight=16.0),
     "lap2": dict(OLD, structure_weight=2.0),
@@ -148,16 +149,21 @@ def painting(name: str) -> Image.Image:
 _measuring: dict = {}
 
 
-def style_distance(result: Image.Image, style: Image.Image) -> float:
-    """mean_l ‖G_l(x) - G_l(s)‖_F / ‖G_l(s)‖_F on a random VGG19 seeded ``STYLE_SEED``; painting at x's long side."""
+def layer_distances(result: Image.Image, style: Image.Image) -> list[float]:
+    """‖G_l(x) - G_l(s)‖_F / ‖G_l(s)‖_F for l = relu1_1..relu5_1 on a random VGG19 seeded ``STYLE_SEED``, the
+    painting at x's long side."""
     if "net" not in _measuring:
         _measuring["net"] = load_backbone("vgg19", f"random:{STYLE_SEED}", "avg", "torch", LAYERS)
     net = _measuring["net"]
     s = style.resize(fit_size(*style.size, max(result.size)), Image.LANCZOS)
     with torch.no_grad():
         fx, fs = net(to_tensor(result)), net(to_tensor(s))
-        d = [(gram(fx[n]) - gram(fs[n])).norm() / gram(fs[n]).norm() for n in LAYERS]
-    return float(torch.stack(d).mean())
+        return [float((gram(fx[n]) - gram(fs[n])).norm() / gram(fs[n]).norm()) for n in LAYERS]
+
+
+def style_distance(result: Image.Image, style: Image.Image) -> float:
+    """The style measure: the mean of ``layer_distances``."""
+    return float(np.mean(layer_distances(result, style)))
 
 
 def _blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -256,6 +262,7 @@ def main() -> None:
     parser.add_argument("--set", default="", help="extra variant NAME=k=v;k=v (e.g. lap=structure_weight=1)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=None, help="override every variant's iterations")
+    parser.add_argument("--per-layer", action="store_true", help="add each variant's per-layer style distances")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -278,6 +285,13 @@ def main() -> None:
             sheet(pair, recs, args.sheets / f"{pair[0]}__{pair[1]}.jpg")
         rows.append((pair, recs))
     text = table(rows, variants)
+    if args.per_layer:  # where each variant's style distance comes from (cheap: from the cached pictures)
+        text += "\n\n| pair | " + " | ".join(f"{v}: relu1_1..relu5_1" for v in variants) + " |\n"
+        text += "|" + "---|" * (1 + len(variants))
+        for pair, recs in rows:
+            cells = [" / ".join(f"{d:.3f}" for d in layer_distances(recs[v]["image"], painting(pair[1])))
+                     for v in variants]  # fmt: skip
+            text += f"\n| {pair[0]} × {pair[1]} | " + " | ".join(cells) + " |"
     print(text)
     if args.table:
         args.table.write_text(text + "\n")
