@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from painterly.media.outputs import read_png_metadata  # noqa: E402
 from painterly.web.app import WebApp  # noqa: E402
 from painterly.web.form import SERVER_ONLY  # noqa: E402
 from painterly.web.limits import Limits  # noqa: E402
+from painterly.web.runs import mask_from_strokes  # noqa: E402
 
 
 def _free_port() -> int:
@@ -212,6 +214,19 @@ def test_every_config_field_but_the_servers_own_has_a_control(server):
     assert not SERVER_ONLY & set(app.c)
 
 
+def test_brush_strokes_become_the_mask_where_the_editors_composite_differs_from_its_photo(tmp_path):
+    photo = _photo(40, 30, 0).convert("RGBA")
+    composite = photo.copy()
+    composite.paste((255, 64, 96, 255), (5, 6, 15, 20))  # a stroke of the brush's colour
+    photo.save(tmp_path / "photo.png")
+    composite.save(tmp_path / "composite.png")
+    mask = mask_from_strokes(str(tmp_path / "photo.png"), str(tmp_path / "composite.png"), tmp_path / "mask.png")
+    expected = np.zeros((30, 40), np.uint8)
+    expected[6:20, 5:15] = 255
+    assert np.array_equal(np.asarray(Image.open(mask)), expected)
+    assert mask_from_strokes(str(tmp_path / "photo.png"), str(tmp_path / "photo.png"), tmp_path / "none.png") is None
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -245,18 +260,23 @@ def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_
             for k in range(1, 11):  # a stroke down the middle: stylise there, keep the photo elsewhere
                 page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.2 + 0.06 * k), steps=2)
             page.mouse.up()
-            page.wait_for_timeout(1500)  # the stroke's own preview (the editor reports each stroke)
-            page.wait_for_selector("#painting img")
-            shown = page.locator("#painting img").get_attribute("src")
-            start = time.perf_counter()
-            page.click("#paint")
-            page.wait_for_function(f"document.querySelector('#painting img').src != {shown!r}", timeout=60000)
-            latency = time.perf_counter() - start
-            # a live repaint started by an earlier change (the upload, the stroke) may land first: wait for the
-            # picture of the state with the stroke, which is the one whose command carries the mask
+            # the stroke's own repaint: the editor reports the stroke, the page repaints with it as the mask
             page.wait_for_function(
                 "document.querySelector('#command textarea').value.includes('--mask mask.png')", timeout=60000
             )
+            settled = "!document.querySelector('#status').innerText.includes('saving')"  # files, command, slider
+            page.wait_for_function(settled, timeout=60000)
+            latencies = []
+            for _ in range(3):  # what a user waits for: Paint pressed on a quiet page, until the new picture shows
+                shown = page.locator("#painting img").get_attribute("src")
+                start = time.perf_counter()
+                page.click("#paint")
+                page.wait_for_function(
+                    f"(i => i && i.src != {shown!r} && i.complete)(document.querySelector('#painting img'))",
+                    timeout=60000,
+                )
+                latencies.append(time.perf_counter() - start)
+                page.wait_for_function(settled, timeout=60000)
             command = page.locator("#command textarea").input_value()
             status = page.locator("#status").inner_text()
             page.screenshot(path=str(shot), full_page=True)
@@ -265,7 +285,8 @@ def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_
             raise
         finally:
             browser.close()
-    print(f"\none-pass preview in the page: {latency:.2f} s from the click to the picture (server: {status})")
+    print(f"\none-pass preview in the page, from the click on Paint to the new picture shown: best "
+          f"{min(latencies):.2f} s, median {statistics.median(latencies):.2f} s of 3 (server: {status})")  # fmt: skip
     assert "--mask mask.png" in command and "--method fast" in command
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.std() > 20  # not a blank page

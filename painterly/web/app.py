@@ -17,7 +17,7 @@ import gradio as gr
 from painterly.errors import PainterlyError
 from painterly.web import form
 from painterly.web.limits import Limits
-from painterly.web.runs import Job, Painter, Update, mask_from_layers
+from painterly.web.runs import Job, Painter, Update, photo_key
 from painterly.web.workspace import Workspace
 
 TITLES = {"starry_night": "The Starry Night (Vincent van Gogh, 1889)"}
@@ -77,19 +77,10 @@ class WebApp:
             raise gr.Error(str(err), print_exception=False) from err
 
     def _job(self, data: dict, request: gr.Request | None, fast: bool) -> Job:
-        """The form's values as a job: the editor's picture and brush strokes, the chosen paintings."""
-        editor = data[self.c["content"]] or {}
-        content = editor.get("background") or editor.get("composite")
-        if not content:
+        """The form's values as a job: the staged photo and brush strokes (``ui_photo``), the chosen paintings."""
+        photo = data[self.c["photo"]]
+        if not photo:
             raise PainterlyError("Photo: upload a photo (or use the webcam)")
-        mask = None
-        if editor.get("layers"):
-            from PIL import Image
-
-            with Image.open(content) as photo:
-                size = photo.size
-            scratch = self.workspace.run_dir(request.session_hash if request else None)
-            mask = mask_from_layers(editor["layers"], size, scratch / "mask.png")
         styles = [self.paintings[t] for t in data[self.c["builtin"]] or []]
         styles += [f if isinstance(f, str) else f.name for f in data[self.c["uploads"]] or []]
         values = {name: data[self.c[name]] for name in self.fields}
@@ -98,7 +89,7 @@ class WebApp:
             values["work_size"] = None
         if fast:
             values = {k: v for k, v in values.items() if k not in OPTIMIZE_ONLY}
-        return Job(content, styles, form.to_options(values), mask)
+        return Job(photo["content"], styles, form.to_options(values), photo["mask"])
 
     def _show(self, update: Update) -> dict:
         c = self.c
@@ -117,8 +108,23 @@ class WebApp:
         except PainterlyError as err:
             raise gr.Error(str(err), print_exception=False) from err
 
+    def ui_photo(self, editor: dict | None, staged: dict | None, request: gr.Request) -> dict | None:
+        """The editor's photo and strokes, staged for every later run when they changed (their new state then
+        starts the preview). Only this event uploads the editor's pictures."""
+        editor = editor or {}
+        content = editor.get("background") or editor.get("composite")
+        if not content:
+            return None
+        composite = editor.get("composite") if editor.get("background") else None
+        if staged and staged["key"] == photo_key(content, composite):
+            return gr.skip()  # the same picture and strokes (the editor reports more than changes)
+        try:
+            return self.painter.stage_photo(content, composite, request.session_hash)
+        except PainterlyError as err:
+            raise gr.Error(str(err), print_exception=False) from err
+
     def ui_preview(self, data: dict, request: gr.Request) -> Iterator[dict]:
-        if data[self.c["method"]] != "fast" or not (data[self.c["content"]] or {}).get("background"):
+        if data[self.c["method"]] != "fast" or not data[self.c["photo"]]:
             yield {self.c["status"]: gr.skip()}  # nothing to paint yet, or the optimiser's turn
             return
         if not data[self.c["builtin"]] and not data[self.c["uploads"]]:
@@ -189,9 +195,10 @@ class WebApp:
             job = Job(_path(content), [_path(style)] if style else [], form.to_options(values), _path(mask))
         except PainterlyError as err:
             raise gr.Error(str(err), print_exception=False) from err
+        c = self.c
         for shown in self._paint(job, request, optimise):
-            c = self.c
-            yield shown[c["result"]], shown.get(c["command"], ""), shown.get(c["files"], [])
+            if optimise or c["command"] in shown:  # /fast answers once, with the result
+                yield shown[c["result"]], shown.get(c["command"], ""), shown.get(c["files"], [])
 
     # --- the page ------------------------------------------------------------------------------------------
 

@@ -84,7 +84,8 @@ def build(app: WebApp) -> gr.Blocks:
                         for name in form.advanced_fields(set(MAIN)):
                             c[name] = form.control(name, preset_default=True)
             with gr.Column(scale=5):
-                c["result"] = gr.Image(label="Painting", type="filepath", format="png", interactive=False,
+                # previews (PIL) go out as JPEG (1 ms at 512 px, PNG 50 ms); the result as its PNG file
+                c["result"] = gr.Image(label="Painting", type="filepath", format="jpeg", interactive=False,
                                        height=420, elem_id="painting")  # fmt: skip
                 c["status"] = gr.Markdown(elem_classes="status", elem_id="status")
                 with gr.Row():
@@ -98,6 +99,7 @@ def build(app: WebApp) -> gr.Blocks:
                 c["files"] = gr.File(label="Downloads: result PNG (with metadata), JSON, inputs as used",
                                      file_count="multiple", interactive=False)  # fmt: skip
                 c["last"] = gr.State(None)
+                c["photo"] = gr.State(None)  # the staged photo and mask: {"content", "mask", "key"}
         app.c = c
         app.fields = [n for n in c if n in form.SERVER_ONLY or n in {o.name for o in form.options()}]
         _events(app, blocks, c, paint, optimise, stop, resume, fast_group, optimise_group)
@@ -107,7 +109,7 @@ def build(app: WebApp) -> gr.Blocks:
 
 def _events(app, blocks, c, paint, optimise, stop, resume, fast_group, optimise_group) -> None:  # noqa: ANN001
     lim = app.limits
-    inputs = {v for k, v in c.items() if k not in ("result", "status", "slider", "command", "files")}
+    inputs = {v for k, v in c.items() if k not in ("content", "result", "status", "slider", "command", "files")}
     outputs = [c[k] for k in ("result", "status", "slider", "command", "files", "last")]
 
     def switch(method: str) -> list:
@@ -117,12 +119,18 @@ def _events(app, blocks, c, paint, optimise, stop, resume, fast_group, optimise_
 
     c["method"].change(switch, c["method"], [paint, optimise, stop, resume, fast_group, optimise_group],
                        queue=False, api_visibility="private")  # fmt: skip
-    triggers = [paint.click, c["content"].upload, c["content"].apply, c["content"].change, c["builtin"].change,
+    triggers = [paint.click, c["photo"].change, c["builtin"].change,
                 c["uploads"].change, c["method"].change,
                 c["size"].release, c["strength"].release, c["style_scale"].release, c["work_size"].release,
                 c["preserve_color"].change, c["style_blend"].submit, c["seed"].submit, c["model"].change]  # fmt: skip
     gr.on(triggers, app.ui_preview, inputs, outputs, trigger_mode="always_last", concurrency_id="fast",
           concurrency_limit=lim.fast_concurrency, api_visibility="private", show_progress="minimal")  # fmt: skip
+    # The editor sends its pictures only when they change: staged once, every run reads the state (so a click or a
+    # control change sends no image: the editor's export and upload of its pictures takes 1-2 s in a browser). One
+    # listener per event: Gradio's page reports a stroke ("change") only to a listener whose first trigger it is.
+    for event in (c["content"].upload, c["content"].change):
+        event(app.ui_photo, [c["content"], c["photo"]], c["photo"], trigger_mode="always_last",
+              api_visibility="private", show_progress="hidden")  # fmt: skip
     optimise.click(app.ui_optimise, inputs, outputs, concurrency_id="optimize", concurrency_limit=lim.concurrency,
                    api_visibility="private")  # fmt: skip
     resume.click(app.ui_continue, inputs, outputs, concurrency_id="optimize", concurrency_limit=lim.concurrency,

@@ -13,7 +13,8 @@ from pathlib import Path
 from painterly.web.limits import Deadline
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-KEEP_RUNS = 4  # run folders kept per session: the shown result and a few before it ("continue" reads the last)
+KEEP_RUNS = 4  # folders of each kind kept per session: the shown result and a few before it ("continue" reads the
+# last run's; a run still reading the photo staged before the newest finds it)
 
 
 class Workspace:
@@ -23,22 +24,23 @@ class Workspace:
     def __init__(self, root: str | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="painterly-web-", dir=root))
         self._lock = threading.Lock()
-        self._runs: dict[str, int] = {}
+        self._runs: dict[tuple[str, str], int] = {}
         self._stops: dict[str, Deadline] = {}
 
     def _session(self, session: str | None) -> str:
         session = session or "anonymous"
         return session if _SAFE.match(session) else hashlib.sha256(session.encode()).hexdigest()[:32]
 
-    def run_dir(self, session: str | None) -> Path:
-        """A new, empty folder for one run of ``session``; its oldest run folders beyond ``KEEP_RUNS`` go."""
+    def run_dir(self, session: str | None, kind: str = "run") -> Path:
+        """A new, empty folder ``KIND-N`` for one run (or one staged photo) of ``session``; its oldest folders of
+        that kind beyond ``KEEP_RUNS`` go."""
         name = self._session(session)
         with self._lock:
-            n = self._runs.get(name, 0) + 1
-            self._runs[name] = n
-        folder = self.root / name / f"run-{n}"
+            n = self._runs.get((name, kind), 0) + 1
+            self._runs[(name, kind)] = n
+        folder = self.root / name / f"{kind}-{n}"
         folder.mkdir(parents=True)
-        old = self.root / name / f"run-{n - KEEP_RUNS}"
+        old = self.root / name / f"{kind}-{n - KEEP_RUNS}"
         if n > KEEP_RUNS and old.exists():
             shutil.rmtree(old, ignore_errors=True)
         return folder
@@ -67,7 +69,8 @@ class Workspace:
         name = self._session(session)
         with self._lock:
             self._stops.pop(name, None)
-            self._runs.pop(name, None)
+            for key in [k for k in self._runs if k[0] == name]:
+                del self._runs[key]
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     def close(self) -> None:
