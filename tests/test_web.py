@@ -26,9 +26,11 @@ from conftest import _painting, _photo  # noqa: E402
 from painterly.cli import main  # noqa: E402 - after the skip: the app needs Gradio
 from painterly.config import options  # noqa: E402
 from painterly.media.outputs import read_png_metadata  # noqa: E402
+from painterly.web import page as page_module  # noqa: E402
 from painterly.web.app import WebApp  # noqa: E402
 from painterly.web.form import SERVER_ONLY  # noqa: E402
 from painterly.web.limits import Limits  # noqa: E402
+from painterly.web.page import RecentBlobs  # noqa: E402
 from painterly.web.runs import mask_from_strokes  # noqa: E402
 
 
@@ -225,6 +227,19 @@ def test_brush_strokes_become_the_mask_where_the_editors_composite_differs_from_
     expected[6:20, 5:15] = 255
     assert np.array_equal(np.asarray(Image.open(mask)), expected)
     assert mask_from_strokes(str(tmp_path / "photo.png"), str(tmp_path / "photo.png"), tmp_path / "none.png") is None
+
+
+def test_the_editors_uploads_that_no_event_reads_go_after_their_time(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(page_module.time, "monotonic", lambda: now[0])
+    blobs = RecentBlobs(seconds=60)
+    blobs["a"] = "photo A"
+    now[0] += 30
+    blobs["b"] = "photo B"
+    assert set(blobs) == {"a", "b"}
+    now[0] += 40  # "a" is 70 s old when the next upload comes
+    blobs["c"] = "photo C"
+    assert set(blobs) == {"b", "c"} and blobs.pop("b") == "photo B"
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -17,6 +19,27 @@ INTRO = """# painterly
 Paint a photo in the style of a painting. **One pass** answers at once and follows the controls;
 **Optimise** refines it step by step (Stop keeps the best image so far, Continue goes on from the shown one).
 Paint on the photo with the brush to stylise only there."""
+
+
+class RecentBlobs(dict):
+    """The photo editor's uploaded pictures by upload id, each kept at most ``seconds``. Gradio keeps them until
+    an event reads that id, but its page also reads ids for status updates, with no event: those would stay for
+    the server's life (about 1 MB a brush stroke)."""
+
+    def __init__(self, seconds: float = 120.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._born: dict[Any, float] = {}
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for old in [k for k, born in self._born.items() if now - born > self.seconds]:
+                del self._born[old]
+                self.pop(old, None)
+            self._born.setdefault(key, now)
+            super().__setitem__(key, value)
 
 
 def build(app: WebApp) -> gr.Blocks:
@@ -40,6 +63,7 @@ def build(app: WebApp) -> gr.Blocks:
                     height=420,
                     elem_id="photo",
                 )
+                c["content"].blob_storage = RecentBlobs()
                 example = app.example_photo()
                 if example:
                     gr.Examples([[example]], inputs=[c["content"]], label="Example photo")
