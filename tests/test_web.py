@@ -283,6 +283,9 @@ def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_
             page.wait_for_function(settled, timeout=60000)
             latencies = []
             for _ in range(3):  # what a user waits for: Paint pressed on a quiet page, until the new picture shows
+                # quiet: Gradio's page (6.x) has the photo editor export and upload its pictures again on each event's
+                # status updates, 1-2 s of the browser's time after each picture on this machine
+                page.wait_for_timeout(2000)
                 shown = page.locator("#painting img").get_attribute("src")
                 start = time.perf_counter()
                 page.click("#paint")
@@ -301,7 +304,8 @@ def test_in_a_browser_upload_two_images_paint_a_mask_stroke_press_paint_and_see_
         finally:
             browser.close()
     print(f"\none-pass preview in the page, from the click on Paint to the new picture shown: best "
-          f"{min(latencies):.2f} s, median {statistics.median(latencies):.2f} s of 3 (server: {status})")  # fmt: skip
+          f"{min(latencies):.2f} s, median {statistics.median(latencies):.2f} s of 3, each 2 s after the last (server: "
+          f"{status})")  # fmt: skip
     assert "--mask mask.png" in command and "--method fast" in command
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.std() > 20  # not a blank page
