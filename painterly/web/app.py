@@ -24,8 +24,8 @@ TITLES = {"starry_night": "The Starry Night (Vincent van Gogh, 1889)"}
 MAIN = ("method", "size", "strength", "style_scale", "style_blend", "preserve_color", "seed", "work_size", "model",
         "preset", "iterations", "init")  # fmt: skip
 OPTIMIZE_ONLY = {o.name for o in form.options() if o.block == "optimize"}
-STARTS = [("refine the one-pass result", "fast"), ("the photo (classic)", "content"), ("noise", "noise"),
-          ("the painting", "style")]  # fmt: skip
+STARTS = [("refine the one-pass result", "fast"), ("the photo in the painting's colours", "color"),
+          ("the photo (classic)", "content"), ("noise", "noise"), ("the painting", "style")]  # fmt: skip
 CSS = "#painting img {object-fit: contain} .status {min-height: 3em}"
 
 
