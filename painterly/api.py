@@ -340,9 +340,8 @@ def _initial_image(cfg: RunConfig, scaled, blend, start: Tensor | None, shape: t
     if start is not None:
         base = start
     else:
-        base = {"content": scaled.content, "style": scaled.styles[0] if scaled.styles else None}.get(opt.init)
-        if opt.init == "color":
-            base = _recoloured(scaled, blend)
+        starts = {"content": scaled.content, "style": scaled.styles[0] if scaled.styles else None}
+        base = _recoloured(scaled, blend) if opt.init == "color" else starts.get(opt.init)
     if base is None:
         return noise
     base = base.cpu()
