@@ -10,7 +10,7 @@ E (Lai et al. 2018) is the mean over frame pairs of the mean, over reliable pixe
 (O_t - warp(O_{t-1}))^2 on [0, 1] pixels. Style strength: the mean absolute difference between each painted
 frame and its input frame, and the mean Laplacian energy (sharpness), both relative to temporal 0. E and
 style are measured on the painted frames as written losslessly (a second, untimed run into PNG frames); the
-sharpness of the H.264 file's frames (CRF 18) is printed beside it, since the encoder drops more fine detail
+sharpness of the H.264 file's frames (CRF 16) is printed beside it, since the encoder drops more fine detail
 from a steady clip than from a flickering one. fps: the whole pipeline (decode, flow, paint, encode to
 H.264) on this machine; CPU-s/frame: the process's CPU time per frame (all threads), which depends little on
 other jobs sharing the machine (1 / CPU-s is the frame rate one free core would give). load: the 1-minute

@@ -116,10 +116,11 @@ class WebApp:
         if not content:
             return None
         composite = editor.get("composite") if editor.get("background") else None
-        if staged and staged["key"] == photo_key(content, composite):
+        key = photo_key(content, composite)
+        if staged and staged["key"] == key:
             return gr.skip()  # the same picture and strokes (the editor reports more than changes)
         try:
-            return self.painter.stage_photo(content, composite, request.session_hash)
+            return self.painter.stage_photo(content, composite, request.session_hash, key)
         except PainterlyError as err:
             raise gr.Error(str(err), print_exception=False) from err
 

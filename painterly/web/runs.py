@@ -73,14 +73,14 @@ class Painter:
             raise PainterlyError(f"Iterations: {cfg.optimize.iterations} is over the limit of {lim.max_iterations}")
         return cfg
 
-    def stage_photo(self, content: str, composite: str | None, session: str | None) -> dict[str, str | None]:
+    def stage_photo(self, content: str, composite: str | None, session: str | None, key: str) -> dict[str, str | None]:
         """The editor's photo and brush strokes (``mask_from_strokes``), checked and kept in a new ``photo-N``
         folder of the session: ``{"content", "mask", "key"}``, the state every run of the page reads (so a click
         or a control change sends no image). ``key`` (``photo_key``) tells an unchanged editor."""
         folder = self.workspace.run_dir(session, "photo")
         photo = _copy(check_image(content, "Photo", self.limits), folder / "photo")
         mask = mask_from_strokes(photo, composite, folder / "mask.png") if composite else None
-        return {"content": photo, "mask": mask, "key": photo_key(content, composite)}
+        return {"content": photo, "mask": mask, "key": key}
 
     def paint(self, job: Job, session: str | None, stop: Deadline | None = None) -> Iterator[Update]:
         """Previews, then the final ``Update`` (``done``). Closing this generator stops the run."""
