@@ -2,10 +2,11 @@
 
     python benchmarks/quality.py [--size 256] [--pairs astronaut:the_scream,...] [--variants old,new,fast]
                                  [--cache /tmp/painterly-quality] [--sheets docs/quality] [--table FILE]
+                                 [--per-layer] [--check-seeds 1,2,3,4]
 
 Per run: the wall time of ``painterly.run``, a style distance and a structure measure (below); per pair a
 contact sheet (photo, painting, one column per variant) written to ``--sheets``/PAIR.jpg. Results are kept in
-``--cache`` so sheets and tables can be rebuilt (``--no-run``) and variants added without repeating runs.
+``--cache`` so sheets and tables are rebuilt and variants added without repeating runs.
 
 Measures (what they see is explained in docs/quality.md):
 - style: mean over relu1_1..relu5_1 of ‖G_l(x) - G_l(s)‖_F / ‖G_l(s)‖_F on a *second* random VGG19
@@ -149,21 +150,21 @@ def painting(name: str) -> Image.Image:
 _measuring: dict = {}
 
 
-def layer_distances(result: Image.Image, style: Image.Image) -> list[float]:
-    """‖G_l(x) - G_l(s)‖_F / ‖G_l(s)‖_F for l = relu1_1..relu5_1 on a random VGG19 seeded ``STYLE_SEED``, the
+def layer_distances(result: Image.Image, style: Image.Image, seed: int = STYLE_SEED) -> list[float]:
+    """‖G_l(x) - G_l(s)‖_F / ‖G_l(s)‖_F for l = relu1_1..relu5_1 on a random VGG19 seeded ``seed``, the
     painting at x's long side."""
-    if "net" not in _measuring:
-        _measuring["net"] = load_backbone("vgg19", f"random:{STYLE_SEED}", "avg", "torch", LAYERS)
-    net = _measuring["net"]
+    if seed not in _measuring:
+        _measuring[seed] = load_backbone("vgg19", f"random:{seed}", "avg", "torch", LAYERS)
+    net = _measuring[seed]
     s = style.resize(fit_size(*style.size, max(result.size)), Image.LANCZOS)
     with torch.no_grad():
         fx, fs = net(to_tensor(result)), net(to_tensor(s))
         return [float((gram(fx[n]) - gram(fs[n])).norm() / gram(fs[n]).norm()) for n in LAYERS]
 
 
-def style_distance(result: Image.Image, style: Image.Image) -> float:
+def style_distance(result: Image.Image, style: Image.Image, seed: int = STYLE_SEED) -> float:
     """The style measure: the mean of ``layer_distances``."""
-    return float(np.mean(layer_distances(result, style)))
+    return float(np.mean(layer_distances(result, style, seed)))
 
 
 def _blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -259,17 +260,22 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/painterly-quality"))
     parser.add_argument("--sheets", type=Path, default=None, help="folder for PAIR.jpg contact sheets")
     parser.add_argument("--table", type=Path, default=None, help="write the markdown table here")
-    parser.add_argument("--set", default="", help="extra variant NAME=k=v;k=v (e.g. lap=structure_weight=1)")
+    parser.add_argument(
+        "--set",
+        default="",
+        help="extra variants 'NAME=k=v;k=v ...', changes to the current default (e.g. s60=style_weight=60)",
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=None, help="override every variant's iterations")
     parser.add_argument("--per-layer", action="store_true", help="add each variant's per-layer style distances")
+    parser.add_argument("--check-seeds", default="", help="add the style distance on other measuring seeds, e.g. 1,2")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     for spec in filter(None, args.set.split(" ")):
         name, _, rest = spec.partition("=")
         changes = (kv.partition("=") for kv in rest.split(";"))
-        VARIANTS[name] = dict(OLD, **{k: _value(v) for k, _, v in changes})
+        VARIANTS[name] = dict(RANDOM, **{k: _value(v) for k, _, v in changes})
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")] if args.pairs else list(PAIRS)
     variants = args.variants.split(",")
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -291,6 +297,16 @@ def main() -> None:
         for pair, recs in rows:
             cells = [" / ".join(f"{d:.3f}" for d in layer_distances(recs[v]["image"], painting(pair[1])))
                      for v in variants]  # fmt: skip
+            text += f"\n| {pair[0]} × {pair[1]} | " + " | ".join(cells) + " |"
+    if args.check_seeds:  # is a lead on the style measure more than the measuring network's own draw?
+        seeds = [STYLE_SEED, *map(int, args.check_seeds.split(","))]
+        text += "\n\n| pair | " + " | ".join(f"{v}: seeds {', '.join(map(str, seeds))}; mean" for v in variants)
+        text += " |\n|" + "---|" * (1 + len(variants))
+        for pair, recs in rows:
+            cells = []
+            for v in variants:
+                d = [style_distance(recs[v]["image"], painting(pair[1]), seed) for seed in seeds]
+                cells.append(" / ".join(f"{x:.3f}" for x in d) + f"; **{np.mean(d):.3f}**")
             text += f"\n| {pair[0]} × {pair[1]} | " + " | ".join(cells) + " |"
     print(text)
     if args.table:

@@ -39,6 +39,12 @@ Balance = Literal["fixed", "photo"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Size = int | tuple[int, int]
 
+_X_1 = tuple(f"relu{i}_1" for i in range(1, 6))
+AUTO_STYLE_LAYERS = {  # --style-layers auto, by whether there is a photo (stylize) (issue 12, docs/quality.md)
+    True: tuple(zip(_X_1, (0.4, 0.3, 0.1, 0.1, 0.1), strict=True)),  # the content and Laplacian terms hold the
+    # photo's shapes; the painting's grain lives on the fine layers
+    False: tuple((n, 0.2) for n in _X_1),  # a texture from noise: the fine-weighted mix stalls there
+}
 MAX_SIDE = 8192  # beyond this a single image needs > 24 GiB just for VGG's first block
 
 
@@ -88,8 +94,11 @@ def resolve_layer(name: str, backbone: Backbone) -> str:
     return key
 
 
-def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
-    """``"relu1_1:1,relu2_1:0.7"`` -> ((name, weight), ...). Layers without a weight share 1 equally."""
+def parse_style_layers(text: str) -> tuple[tuple[str, float], ...] | Literal["auto"]:
+    """``"relu1_1:1,relu2_1:0.7"`` -> ((name, weight), ...). Layers without a weight share 1 equally;
+    ``"auto"`` stays "auto" (the mode's weighting, ``AUTO_STYLE_LAYERS``)."""
+    if text.strip() == "auto":
+        return "auto"
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise PainterlyError("--style-layers is empty")
@@ -144,11 +153,13 @@ class OptimizeConfig:
     pooling: Pooling = option("avg", "Pooling layers.")
     pixels: Pixels = option("torch", "Network input convention: torchvision 0-1 mean/std, or Caffe 0-255 BGR.")
     content_layers: tuple[str, ...] = option(("relu4_2",), "Comma-separated content layers, e.g. relu4_2.")
-    style_layers: tuple[tuple[str, float], ...] = option(
-        tuple((f"relu{i}_1", 0.2) for i in range(1, 6)), "Comma-separated name[:weight] style layers."
+    style_layers: tuple[tuple[str, float], ...] | Literal["auto"] = option(
+        "auto",
+        "Comma-separated name[:weight] style layers (auto: relu1_1..relu5_1 weighted 0.4,0.3,0.1,0.1,0.1 "
+        "to stylise a photo, equally for a texture).",
     )
     content_weight: float = option(1.0, "Weight of the content term (alpha).", range=(0, math.inf))
-    style_weight: float = option(40.0, "Weight of the style term (beta).", range=(0, math.inf))
+    style_weight: float = option(80.0, "Weight of the style term (beta).", range=(0, math.inf))
     tv_weight: float = option(0.0, "Weight of the total-variation term.", range=(0, math.inf))
     structure_weight: float = option(0.5, "Weight of the Laplacian term (Li et al. 2017): keeps the photo's "
                                      "edges.", range=(0, math.inf))  # fmt: skip
@@ -177,14 +188,19 @@ class OptimizeConfig:
     def __post_init__(self) -> None:
         backbone = self.backbone if self.backbone in get_args(Backbone) else "vgg19"  # reported by validate()
         object.__setattr__(self, "content_layers", tuple(resolve_layer(n, backbone) for n in self.content_layers))
-        try:
-            layers = tuple((resolve_layer(n, backbone), float(w)) for n, w in self.style_layers)
-        except (TypeError, ValueError) as exc:
-            raise PainterlyError(f"invalid style layers {self.style_layers!r}: expected (name, weight) pairs") from exc
-        if any(w < 0 for _, w in layers):
-            raise PainterlyError("style layer weights must be >= 0")
-        object.__setattr__(self, "style_layers", layers)
+        if self.style_layers != "auto":  # "auto" is resolved by RunConfig, which knows the mode
+            object.__setattr__(self, "style_layers", _resolved_style_layers(self.style_layers, backbone))
         validate(self)
+
+
+def _resolved_style_layers(value: Any, backbone: Backbone) -> tuple[tuple[str, float], ...]:
+    try:
+        layers = tuple((resolve_layer(n, backbone), float(w)) for n, w in value)
+    except (TypeError, ValueError) as exc:
+        raise PainterlyError(f"invalid style layers {value!r}: expected (name, weight) pairs") from exc
+    if any(w < 0 for _, w in layers):
+        raise PainterlyError("style layer weights must be >= 0")
+    return layers
 
 
 @dataclass(frozen=True)
@@ -227,9 +243,11 @@ class RunConfig:
         if not all(isinstance(s, int) and 8 <= s <= MAX_SIDE for s in sides):
             raise PainterlyError(f"invalid size {self.size!r}: each side must be between 8 and {MAX_SIDE} px")
         _check_blend(self)
+        photo = self.mode == "stylize"
+        auto = {"init": "color" if photo else "noise", "style_layers": AUTO_STYLE_LAYERS[photo]}
         opt = self.optimize
-        if opt.init == "auto":
-            opt = dataclasses.replace(opt, init="color" if self.mode == "stylize" else "noise")
+        if chosen := {k: v for k, v in auto.items() if getattr(opt, k) == "auto"}:
+            opt = dataclasses.replace(opt, **chosen)
             object.__setattr__(self, "optimize", opt)
         if self.mode == "texture" and opt.init in ("content", "color", "fast"):
             raise PainterlyError(f"texture has no content image: use --init noise or style, not {opt.init}")

@@ -244,6 +244,22 @@ def test_texture_config_can_be_built_directly_as_through_build_config():
         RunConfig(mode="texture", method="fast")
 
 
+def test_auto_style_layers_weight_the_fine_layers_for_a_photo_and_equally_for_a_texture():
+    x_1 = [f"relu{i}_1" for i in range(1, 6)]
+    photo = build_config("stylize", {}).optimize.style_layers
+    assert photo == tuple(zip(x_1, (0.4, 0.3, 0.1, 0.1, 0.1), strict=True))
+    for texture in (build_config("texture", {}), RunConfig(mode="texture"), RunConfig(mode="reconstruct")):
+        assert texture.optimize.style_layers == tuple((n, 0.2) for n in x_1)
+    assert (
+        RunConfig().optimize.style_layers
+        == photo
+        == build_config("stylize", {"style_layers": "auto"}).optimize.style_layers
+    )
+    given = build_config("texture", {"style_layers": "relu1_1:0.4,relu2_1:0.6"}).optimize.style_layers
+    assert given == (("relu1_1", 0.4), ("relu2_1", 0.6))  # given weights are kept in every mode
+    assert build_config("stylize", {"preset": "gatys"}).optimize.style_layers == tuple((n, 0.2) for n in x_1)
+
+
 def test_metadata_options_rebuild_the_same_config():
     cfg = build_config("stylize", {"preset": "coursera", "iterations": 12, "work_size": 256, "style_blend": "2,1"})
     assert build_config("stylize", cfg.flat()) == cfg
