@@ -25,7 +25,7 @@ from painterly.jobs.options import JobOptions, executor_options
     "--temporal",
     type=click.FloatRange(min=0),
     help="Temporal consistency, 0 = every frame on its own. fast: blend weight 0..1 [0.8]; optimize: weight "
-    "of the temporal loss term (Ruder et al. 2016) [60].",
+    "of the temporal loss term (Ruder et al. 2016) [30].",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished frame.")
 @click.option("--start", type=click.FloatRange(min=0), default=0.0, help="First second to paint. [0]")

@@ -50,7 +50,7 @@ from painterly.media.video import VideoSource, VideoWriter, check_video_output, 
 
 TEMPORAL_DEFAULT = 0.8  # --temporal: see docs/benchmarks.md (Video) for E and style strength against W
 DETAIL_RINGS, DETAIL_LOW = 16, 0.1  # keep_detail's gain curve: 8 or 32 rings, low 0.02 or 0.05 measured the same
-OPTIMIZE_TEMPORAL_DEFAULT = 60.0  # --temporal with --method optimize: 0.75x the default style weight (docs/benchmarks.md)
+OPTIMIZE_TEMPORAL_DEFAULT = 30.0  # --temporal with --method optimize: the temporal term's weight (docs/benchmarks.md)
 
 
 class Painter(Protocol):
